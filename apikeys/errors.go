@@ -1,0 +1,60 @@
+package apikeys
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lookup outcomes other than success. authz maps them with errors.Is to the
+// public error code and the decision log's reason.
+var (
+	// ErrMalformed means the credential is not an API key of this prefix:
+	// wrong length, characters or checksum. It is decided locally.
+	ErrMalformed = errors.New("malformed api key")
+	// ErrNotFound means no key has this hash (or id), or it expired and was
+	// deleted.
+	ErrNotFound = errors.New("api key not found")
+	// ErrRevoked means the key was revoked.
+	ErrRevoked = errors.New("api key revoked")
+	// ErrExpired means the key's expires_at has passed.
+	ErrExpired = errors.New("api key expired")
+	// ErrUnavailable means the backend could not answer (unreachable, timed
+	// out, or replied with an error) and the answer was not cached. The
+	// cause is wrapped; a timeout also matches context.DeadlineExceeded.
+	ErrUnavailable = errors.New("api key store unavailable")
+	// ErrInvalid means CreateOptions (or an id) were refused before reaching
+	// the backend.
+	ErrInvalid = errors.New("invalid argument")
+)
+
+// backendError is a failed backend operation. It matches ErrUnavailable, its
+// cause, and, when the cause is any kind of timeout, context.DeadlineExceeded.
+type backendError struct {
+	op  string
+	err error
+}
+
+func (e *backendError) Error() string {
+	return "apikeys: " + e.op + ": " + ErrUnavailable.Error() + ": " + e.err.Error()
+}
+
+func (e *backendError) Unwrap() []error {
+	if isTimeout(e.err) && !errors.Is(e.err, context.DeadlineExceeded) {
+		return []error{ErrUnavailable, context.DeadlineExceeded, e.err}
+	}
+	return []error{ErrUnavailable, e.err}
+}
+
+// isTimeout reports whether err is a deadline of any kind: the context's, a
+// socket read/write/dial timeout, or go-redis waiting for a pooled
+// connection.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

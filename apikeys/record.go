@@ -1,0 +1,294 @@
+package apikeys
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Record is what the store knows about one key. Records returned by a Store
+// are shared between callers and must not be modified.
+type Record struct {
+	// ID is the key's public id ("key_" + 12 base62 characters), separate
+	// from the secret and safe to log, show and put in x-auth-key-id.
+	ID string
+	// Owner becomes x-auth-subject.
+	Owner string
+	// Groups feed role_mapping like a JWT's groups claim.
+	Groups []string
+	// Roles are granted directly, in addition to mapped ones.
+	Roles       []string
+	Description string
+	CreatedAt   time.Time
+	// ExpiresAt is when the key stops working; zero means never.
+	ExpiresAt time.Time
+	// RevokedAt is when the key was revoked; zero means it is not.
+	RevokedAt time.Time
+	// Hash is the hex SHA-256 of the secret key. The secret itself is never
+	// stored.
+	Hash string
+}
+
+// Status is "active", "revoked" or "expired" at time now.
+func (r *Record) Status(now time.Time) string {
+	switch {
+	case !r.RevokedAt.IsZero():
+		return "revoked"
+	case r.expired(now):
+		return "expired"
+	}
+	return "active"
+}
+
+func (r *Record) expired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// check returns nil for a usable record, else ErrRevoked or ErrExpired.
+func (r *Record) check(now time.Time) error {
+	if !r.RevokedAt.IsZero() {
+		return ErrRevoked
+	}
+	if r.expired(now) {
+		return ErrExpired
+	}
+	return nil
+}
+
+// CreateOptions describe a new key.
+type CreateOptions struct {
+	// Owner is required: 1-256 printable ASCII characters (it becomes a
+	// header value).
+	Owner string
+	// Groups and Roles are sorted and de-duplicated; each is 1-256 printable
+	// ASCII characters without spaces or commas.
+	Groups, Roles []string
+	// Description is free text, at most 1024 bytes of UTF-8 without control
+	// characters.
+	Description string
+	// TTL is the key's lifetime; 0 means it never expires.
+	TTL time.Duration
+}
+
+const (
+	maxNameLen        = 256
+	maxListLen        = 64
+	maxDescriptionLen = 1024
+)
+
+// validate returns a copy of o with lists normalised, or an error matching
+// ErrInvalid that names every problem.
+func (o CreateOptions) validate() (CreateOptions, error) {
+	var errs []error
+	bad := func(field, msg string) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, msg))
+	}
+	if !printable(o.Owner, true) {
+		bad("owner", "must be 1-256 printable ASCII characters, e.g. alice@example.com")
+	}
+	norm := func(field string, in []string) []string {
+		if len(in) > maxListLen {
+			bad(field, fmt.Sprintf("at most %d entries", maxListLen))
+			return nil
+		}
+		out := slices.Clone(in)
+		for i, v := range out {
+			if !printable(v, false) {
+				bad(fmt.Sprintf("%s[%d]", field, i), "must be 1-256 printable ASCII characters without spaces or commas, e.g. eng")
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	o.Groups = norm("groups", o.Groups)
+	o.Roles = norm("roles", o.Roles)
+	if len(o.Description) > maxDescriptionLen || !utf8.ValidString(o.Description) ||
+		strings.ContainsFunc(o.Description, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) {
+		bad("description", "must be at most 1024 bytes of text without control characters")
+	}
+	if o.TTL < 0 {
+		bad("ttl", "must not be negative (0 means never), e.g. 720h")
+	}
+	if len(errs) > 0 {
+		return o, fmt.Errorf("apikeys: create: %w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return o, nil
+}
+
+// printable reports whether s is 1-256 bytes of visible ASCII; spaces are
+// allowed inside s when spaces is true, commas only then too.
+func printable(s string, spaces bool) bool {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return false
+	}
+	if spaces && (s[0] == ' ' || s[len(s)-1] == ' ') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == ',':
+			if !spaces {
+				return false
+			}
+		case c < 0x21 || c > 0x7e:
+			return false
+		}
+	}
+	return true
+}
+
+// newRecord builds the record for a new key.
+func newRecord(id string, sum [32]byte, o CreateOptions, now time.Time) *Record {
+	now = now.UTC().Truncate(time.Millisecond)
+	r := &Record{
+		ID:          id,
+		Owner:       o.Owner,
+		Groups:      o.Groups,
+		Roles:       o.Roles,
+		Description: o.Description,
+		CreatedAt:   now,
+		Hash:        hexHash(sum),
+	}
+	if o.TTL > 0 {
+		r.ExpiresAt = now.Add(o.TTL).Truncate(time.Millisecond)
+	}
+	return r
+}
+
+// withRevoked returns a copy of r revoked at t (records are immutable).
+func (r *Record) withRevoked(t time.Time) *Record {
+	c := *r
+	c.RevokedAt = t.UTC().Truncate(time.Millisecond)
+	return &c
+}
+
+// tombstoneExpiry is when a record revoked at t may be deleted: TombstoneTTL
+// later, or at its own expiry if that comes first.
+func (r *Record) tombstoneExpiry(t time.Time) time.Time {
+	end := t.Add(TombstoneTTL)
+	if !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(end) {
+		return r.ExpiresAt
+	}
+	return end
+}
+
+// Redis HASH field names of a record (see doc.go).
+const (
+	fieldID          = "id"
+	fieldOwner       = "owner"
+	fieldGroups      = "groups"
+	fieldRoles       = "roles"
+	fieldDescription = "description"
+	fieldCreatedAt   = "created_at"
+	fieldExpiresAt   = "expires_at"
+	fieldRevokedAt   = "revoked_at"
+)
+
+// timeLayout is RFC 3339 in UTC with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+func encodeList(l []string) string {
+	if len(l) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(l) // a []string always marshals
+	return string(b)
+}
+
+func decodeList(s string) ([]string, error) {
+	if s == "" || s == "[]" {
+		return nil, nil
+	}
+	var l []string
+	if err := json.Unmarshal([]byte(s), &l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// hashFields returns the record as HSET arguments (field, value, ...).
+func (r *Record) hashFields() []any {
+	return []any{
+		fieldID, r.ID,
+		fieldOwner, r.Owner,
+		fieldGroups, encodeList(r.Groups),
+		fieldRoles, encodeList(r.Roles),
+		fieldDescription, r.Description,
+		fieldCreatedAt, formatTime(r.CreatedAt),
+		fieldExpiresAt, formatTime(r.ExpiresAt),
+		fieldRevokedAt, formatTime(r.RevokedAt),
+	}
+}
+
+// errCorrupt marks a stored record that cannot be decoded.
+var errCorrupt = errors.New("corrupt record")
+
+// decodeHash turns an HGETALL reply into a Record. An empty reply is
+// ErrNotFound.
+func decodeHash(hash string, m map[string]string) (*Record, error) {
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	r := &Record{
+		ID:          m[fieldID],
+		Owner:       m[fieldOwner],
+		Description: m[fieldDescription],
+		Hash:        hash,
+	}
+	var errs []error
+	var err error
+	if r.Groups, err = decodeList(m[fieldGroups]); err != nil {
+		errs = append(errs, fmt.Errorf("groups: %w", err))
+	}
+	if r.Roles, err = decodeList(m[fieldRoles]); err != nil {
+		errs = append(errs, fmt.Errorf("roles: %w", err))
+	}
+	if r.CreatedAt, err = parseTime(m[fieldCreatedAt]); err != nil {
+		errs = append(errs, fmt.Errorf("created_at: %w", err))
+	}
+	if r.ExpiresAt, err = parseTime(m[fieldExpiresAt]); err != nil {
+		errs = append(errs, fmt.Errorf("expires_at: %w", err))
+	}
+	if r.RevokedAt, err = parseTime(m[fieldRevokedAt]); err != nil {
+		errs = append(errs, fmt.Errorf("revoked_at: %w", err))
+	}
+	if !ValidID(r.ID) {
+		errs = append(errs, errors.New("id: missing or malformed"))
+	}
+	if r.Owner == "" {
+		errs = append(errs, errors.New("owner: missing"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("apikeys: record %s: %w: %w", HashPrefix(hash), errCorrupt, errors.Join(errs...))
+	}
+	return r, nil
+}
+
+// validHexHash reports whether s is 64 lower-case hex characters.
+func validHexHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}

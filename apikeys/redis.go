@@ -1,0 +1,488 @@
+package apikeys
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis names (see doc.go). Every key carries the hash tag {apikeys}, so all
+// of them live in one Cluster slot and scripts may touch several.
+const (
+	namespace      = "extauthz:{apikeys}:"
+	recordKeyPfx   = namespace + "key:"   // HASH, one per key: <sha256hex>
+	idKeyPfx       = namespace + "id:"    // STRING id → sha256hex
+	ownerKeyPfx    = namespace + "owner:" // SET of ids
+	idsKey         = namespace + "ids"    // HASH id → owner, every key
+	EventsChannel  = "extauthz:apikeys:events"
+	flushAllEvent  = "*"
+	createdEvent   = "+" // followed by the sha256hex
+	listBatch      = 500
+	pingInterval   = time.Second
+	staleAfter     = 3 * pingInterval
+	minBackoff     = 100 * time.Millisecond
+	maxBackoff     = time.Second
+	minDialTimeout = time.Second
+)
+
+// createScript writes a new key atomically and announces it.
+//
+// KEYS: record, id, owner set, ids hash.
+// ARGV: sha256hex, id, owner, expire-at in unix ms ("0": never), channel,
+// then the record's field/value pairs.
+var createScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[2])
+if cur then
+  if cur == ARGV[1] then return 1 end
+  return redis.error_reply('IDTAKEN id in use')
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('IDTAKEN hash in use') end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('SET', KEYS[2], ARGV[1])
+if ARGV[4] ~= '0' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+  redis.call('PEXPIREAT', KEYS[2], ARGV[4])
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[5], '+' .. ARGV[1])
+return 1
+`)
+
+// revokeScript turns a key into a tombstone atomically and announces it.
+// It returns 0 if the key is gone, 1 if revoked now, 2 if it already was.
+//
+// KEYS: id, record.
+// ARGV: sha256hex, revoked_at, tombstone expire-at in unix ms, channel.
+var revokeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local prev = redis.call('HGET', KEYS[2], 'revoked_at')
+local r = 2
+if not prev or prev == '' then
+  redis.call('HSET', KEYS[2], 'revoked_at', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+  r = 1
+end
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return r
+`)
+
+// redisHooks connect the backend to the Store's caches and telemetry.
+type redisHooks struct {
+	log      *slog.Logger
+	m        *Metrics
+	evict    func([32]byte) // a key was revoked
+	evictNeg func([32]byte) // a key was created
+	flush    func()
+	setLive  func(bool) // the subscription is up (true) or down
+}
+
+type redisBackend struct {
+	rdb    redis.UniversalClient
+	h      redisHooks
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	ps *redis.PubSub // current subscription, closed by close to end a blocked read
+}
+
+func newRedisBackend(ctx context.Context, cfg RedisConfig, h redisHooks) (*redisBackend, error) {
+	opts, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &redisBackend{rdb: redis.NewUniversalClient(opts), h: h, done: make(chan struct{})}
+
+	mode := "standalone"
+	switch {
+	case cfg.MasterName != "":
+		mode = "sentinel"
+	case len(cfg.Addrs) > 1:
+		mode = "cluster"
+	}
+	log := h.log.With(slog.String("redis_mode", mode), slog.Any("redis_addrs", cfg.Addrs))
+	b.h.log = log
+
+	pctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	err = b.rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		h.m.redisErrors.Inc()
+		log.LogAttrs(ctx, slog.LevelWarn, "redis unreachable at startup; uncached api keys are refused as unavailable until it answers",
+			slog.String("err", err.Error()))
+	} else {
+		log.LogAttrs(ctx, slog.LevelInfo, "api key store connected to redis")
+	}
+
+	sctx, stop := context.WithCancel(context.Background())
+	b.cancel = stop
+	go b.subscribe(sctx)
+	return b, nil
+}
+
+// clientOptions turns the config into go-redis options. Every call is bounded
+// by the timeout: go-redis honours context deadlines (ContextTimeoutEnabled)
+// and the socket read/write deadlines equal the timeout too.
+func clientOptions(cfg RedisConfig) (*redis.UniversalOptions, error) {
+	timeout := cfg.timeout()
+	addrs := make([]string, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		if p, ok := unixPath(a); ok {
+			a = p // go-redis dials "unix" for an address starting with "/"
+		}
+		addrs[i] = a
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:                 addrs,
+		MasterName:            cfg.MasterName,
+		Username:              cfg.Username,
+		DB:                    cfg.DB,
+		ClientName:            "extauthz",
+		ContextTimeoutEnabled: true,
+		DialTimeout:           max(timeout, minDialTimeout), // callers' deadlines still apply
+		DialerRetries:         1,                            // fail fast; the caller or the subscriber retries
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		PoolTimeout:           timeout,
+		PoolSize:              cfg.PoolSize,
+		MaxRetries:            1, // one retry covers a connection broken by a restart
+	}
+	if cfg.PasswordFile != "" {
+		pw, err := readPassword(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("apikeys: api_keys.redis.password_file: %w", err)
+		}
+		var mu sync.Mutex
+		user, file := cfg.Username, cfg.PasswordFile
+		opts.CredentialsProvider = func() (string, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if p, err := readPassword(file); err == nil {
+				pw = p // picked up by the next connection; on error keep the last good one
+			}
+			return user, pw
+		}
+	} else {
+		opts.Password = os.Getenv("REDIS_PASSWORD")
+	}
+	if cfg.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("apikeys: api_keys.redis.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("apikeys: api_keys.redis.ca_file: no PEM certificate in %s", cfg.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts.TLSConfig = tc
+	}
+	return opts, nil
+}
+
+func readPassword(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// fail counts a failed Redis call and wraps it as unavailable.
+func (b *redisBackend) fail(op string, err error) error {
+	b.h.m.redisErrors.Inc()
+	return &backendError{op: op, err: err}
+}
+
+func (b *redisBackend) lookup(ctx context.Context, sum [32]byte) (*Record, error) {
+	h := hexHash(sum)
+	m, err := b.rdb.HGetAll(ctx, recordKeyPfx+h).Result()
+	if err != nil {
+		return nil, b.fail("hgetall", err)
+	}
+	return decodeHash(h, m)
+}
+
+func (b *redisBackend) create(ctx context.Context, rec *Record) error {
+	exp := "0"
+	if !rec.ExpiresAt.IsZero() {
+		exp = strconv.FormatInt(rec.ExpiresAt.UnixMilli(), 10)
+	}
+	keys := []string{recordKeyPfx + rec.Hash, idKeyPfx + rec.ID, ownerKeyPfx + rec.Owner, idsKey}
+	args := append([]any{rec.Hash, rec.ID, rec.Owner, exp, EventsChannel}, rec.hashFields()...)
+	err := createScript.Run(ctx, b.rdb, keys, args...).Err()
+	if redis.HasErrorPrefix(err, "IDTAKEN") {
+		return errIDTaken
+	}
+	if err != nil {
+		return b.fail("create", err)
+	}
+	return nil
+}
+
+func (b *redisBackend) get(ctx context.Context, id string) (*Record, error) {
+	h, err := b.rdb.Get(ctx, idKeyPfx+id).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, b.fail("get", err)
+	}
+	if !validHexHash(h) {
+		return nil, fmt.Errorf("apikeys: id %s: %w: bad hash", id, errCorrupt)
+	}
+	m, err := b.rdb.HGetAll(ctx, recordKeyPfx+h).Result()
+	if err != nil {
+		return nil, b.fail("hgetall", err)
+	}
+	return decodeHash(h, m)
+}
+
+func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error) {
+	owners := map[string]string{} // id → owner
+	if owner == "" {
+		m, err := b.rdb.HGetAll(ctx, idsKey).Result()
+		if err != nil {
+			return nil, b.fail("hgetall", err)
+		}
+		owners = m
+	} else {
+		ids, err := b.rdb.SMembers(ctx, ownerKeyPfx+owner).Result()
+		if err != nil {
+			return nil, b.fail("smembers", err)
+		}
+		for _, id := range ids {
+			owners[id] = owner
+		}
+	}
+	ids := make([]string, 0, len(owners))
+	for id := range owners {
+		ids = append(ids, id)
+	}
+
+	var recs []*Record
+	var stale []string // ids whose key has expired: drop them from the indexes
+	for start := 0; start < len(ids); start += listBatch {
+		batch := ids[start:min(start+listBatch, len(ids))]
+		gets := make([]*redis.StringCmd, len(batch))
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				gets[i] = p.Get(ctx, idKeyPfx+id)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, b.fail("get", err)
+		}
+		var live []string
+		hashes := make([]string, 0, len(batch))
+		for i, c := range gets {
+			h, err := c.Result()
+			switch {
+			case errors.Is(err, redis.Nil):
+				stale = append(stale, batch[i])
+			case err != nil:
+				return nil, b.fail("get", err)
+			case validHexHash(h):
+				live = append(live, batch[i])
+				hashes = append(hashes, h)
+			}
+		}
+		alls := make([]*redis.MapStringStringCmd, len(hashes))
+		_, err = b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, h := range hashes {
+				alls[i] = p.HGetAll(ctx, recordKeyPfx+h)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, b.fail("hgetall", err)
+		}
+		for i, c := range alls {
+			rec, err := decodeHash(hashes[i], c.Val())
+			switch {
+			case errors.Is(err, ErrNotFound):
+				stale = append(stale, live[i])
+			case err != nil:
+				return nil, err
+			default:
+				recs = append(recs, rec)
+			}
+		}
+	}
+	if len(stale) > 0 {
+		// Best effort: the index entries are harmless, only wasteful.
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range stale {
+				p.HDel(ctx, idsKey, id)
+				if o := owners[id]; o != "" {
+					p.SRem(ctx, ownerKeyPfx+o, id)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.h.m.redisErrors.Inc()
+		}
+	}
+	return recs, nil
+}
+
+func (b *redisBackend) revoke(ctx context.Context, rec *Record, t time.Time) error {
+	t = t.UTC().Truncate(time.Millisecond)
+	keys := []string{idKeyPfx + rec.ID, recordKeyPfx + rec.Hash}
+	n, err := revokeScript.Run(ctx, b.rdb, keys,
+		rec.Hash, formatTime(t), rec.tombstoneExpiry(t).UnixMilli(), EventsChannel).Int()
+	if err != nil {
+		return b.fail("revoke", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (b *redisBackend) ping(ctx context.Context) error {
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		return b.fail("ping", err)
+	}
+	return nil
+}
+
+func (b *redisBackend) close() error {
+	b.cancel()
+	b.mu.Lock()
+	if b.ps != nil {
+		_ = b.ps.Close()
+	}
+	b.mu.Unlock()
+	<-b.done
+	return b.rdb.Close()
+}
+
+// subscribe keeps a subscription to EventsChannel and applies its messages to
+// the caches until ctx ends. Every (re)subscription flushes the caches: a
+// revocation published while the subscription was down must not live on in
+// them. A connection that stops answering PINGs is replaced.
+func (b *redisBackend) subscribe(ctx context.Context) {
+	defer close(b.done)
+	log := b.h.log
+	var ps *redis.PubSub
+	open := func() {
+		b.mu.Lock()
+		ps = b.rdb.Subscribe(ctx)
+		b.ps = ps
+		b.mu.Unlock()
+		_ = ps.Subscribe(ctx, EventsChannel) // on error the channel is kept and Receive retries
+	}
+	open()
+	defer func() { _ = ps.Close() }()
+
+	const (
+		starting = iota
+		up
+		down
+	)
+	state := starting
+	lastSeen := time.Now()
+	backoff := minBackoff
+	fail := func(err error) {
+		b.h.m.redisErrors.Inc()
+		if state != down {
+			log.LogAttrs(ctx, slog.LevelWarn,
+				"api key invalidation channel down: cached keys are served until their cache entry expires; caches are flushed on reconnect",
+				slog.String("err", err.Error()))
+		}
+		state = down
+		b.h.setLive(false)
+		if sleepCtx(ctx, backoff) {
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, pingInterval)
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return
+			case isTimeout(err) && time.Since(lastSeen) < staleAfter:
+				// Quiet channel: a PING shows whether the connection still
+				// works; its PONG arrives through ReceiveTimeout.
+				if err := ps.Ping(ctx); err != nil {
+					fail(err)
+				}
+			case isTimeout(err):
+				_ = ps.Close()
+				open()
+				lastSeen = time.Now()
+				fail(errors.New("no answer to ping"))
+			default:
+				fail(err)
+			}
+			continue
+		}
+		lastSeen = time.Now()
+		backoff = minBackoff
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			b.h.flush()
+			b.h.setLive(true)
+			if state == down {
+				log.LogAttrs(ctx, slog.LevelInfo, "api key invalidation channel restored; caches flushed")
+			}
+			state = up
+		case *redis.Message:
+			b.event(ctx, m.Payload)
+		}
+	}
+}
+
+// event applies one message of EventsChannel: "<sha256hex>" (revoked: evict
+// it), "+<sha256hex>" (created: evict a cached "not found"), or "*" (flush
+// everything).
+func (b *redisBackend) event(ctx context.Context, payload string) {
+	if payload == flushAllEvent {
+		b.h.flush()
+		return
+	}
+	evict := b.h.evict
+	if h, ok := strings.CutPrefix(payload, createdEvent); ok {
+		payload, evict = h, b.h.evictNeg
+	}
+	sum, ok := decodeHexHash(payload)
+	if !ok {
+		b.h.log.LogAttrs(ctx, slog.LevelDebug, "ignoring malformed api key event")
+		return
+	}
+	evict(sum)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

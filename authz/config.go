@@ -1,0 +1,210 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Route is one entry of the `routes` list. Routes are tried in order and the
+// first whose Match fits the request decides.
+type Route struct {
+	Name    string  `yaml:"name"`
+	Match   Match   `yaml:"match"`
+	Public  bool    `yaml:"public"`
+	Require Require `yaml:"require"`
+}
+
+// Match selects requests. Every field that is set must fit; an empty Match
+// fits every request.
+type Match struct {
+	// Host is an exact host name or "*.example.com" (any sub-domain). The
+	// request's port is ignored and the comparison is case-insensitive.
+	Host string `yaml:"host"`
+	// PathPrefix matches the path itself and everything below it on a segment
+	// boundary: /v1/models matches /v1/models and /v1/models/x but not
+	// /v1/modelsx. The query string is ignored.
+	PathPrefix string `yaml:"path_prefix"`
+	// Path matches exactly (query string ignored).
+	Path string `yaml:"path"`
+	// Methods lists the HTTP methods that fit (upper-case); empty means all.
+	Methods []string `yaml:"methods"`
+	// ContextExtensions must all be present with equal values in the Envoy
+	// CheckRequest's context_extensions (set per route in Envoy's
+	// check_settings).
+	ContextExtensions map[string]string `yaml:"context_extensions"`
+}
+
+// Require says what an authenticated identity needs on a non-public route.
+// Exactly one of the fields is set.
+type Require struct {
+	AnyRole       []string `yaml:"any_role"`
+	Permissions   []string `yaml:"permissions"`
+	Authenticated bool     `yaml:"authenticated"`
+}
+
+// Headers is the `headers` section: how identity reaches the upstream.
+type Headers struct {
+	// Prefix of every identity header (default "x-auth-"). Client-sent
+	// headers with this prefix are always removed unless this decision set
+	// them.
+	Prefix string `yaml:"prefix"`
+	// StripCredentials removes authorization and x-api-key before the request
+	// goes upstream.
+	StripCredentials bool `yaml:"strip_credentials"`
+}
+
+// The default_route values.
+const (
+	DefaultRouteDeny          = "deny"
+	DefaultRouteAuthenticated = "authenticated"
+)
+
+// Config is everything the Engine needs from the configuration file.
+type Config struct {
+	Routes       []Route
+	DefaultRoute string // deny (default) or authenticated
+	Headers      Headers
+	// APIKeyPrefix is the API-key prefix ("ek"); a credential starting with
+	// APIKeyPrefix + "_" takes the API-key path.
+	APIKeyPrefix string
+	// ClaimHeaders lists every header name that claims_to_headers may set,
+	// across providers, so that a client-sent copy is removed when the
+	// decision does not set it.
+	ClaimHeaders []string
+}
+
+// DefaultHeaders returns the default `headers` section.
+func DefaultHeaders() Headers { return Headers{Prefix: "x-auth-"} }
+
+// ValidateRoutes reports every problem in the routes, default_route and
+// headers sections. knownRole says whether a role exists in the roles table
+// and reachable whether role mapping (rules or defaults) can produce it; a
+// role that is only reachable through API keys' own roles produces a warning
+// the caller may ignore, so it is not checked here. validPermission is
+// consulted for require.permissions.
+func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole func(string) bool) error {
+	var errs []error
+	names := make(map[string]int, len(routes))
+	for i, r := range routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: must be set (it names the route in logs)", p))
+		} else if j, dup := names[r.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s.name: %q is already used by routes[%d]: route names must be unique", p, r.Name, j))
+		} else {
+			names[r.Name] = i
+		}
+		m := r.Match
+		if m.Path != "" && m.PathPrefix != "" {
+			errs = append(errs, fmt.Errorf("%s.match: set either path or path_prefix, not both", p))
+		}
+		if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
+			errs = append(errs, fmt.Errorf("%s.match.path: %q must start with /", p, m.Path))
+		}
+		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+			errs = append(errs, fmt.Errorf("%s.match.path_prefix: %q must start with /", p, m.PathPrefix))
+		}
+		if strings.ContainsAny(m.Path+m.PathPrefix, "?#") {
+			errs = append(errs, fmt.Errorf("%s.match: paths must not contain a query or fragment (the query string is ignored when matching)", p))
+		}
+		if m.Host != "" && (strings.ContainsAny(m.Host, "/: ") || strings.Contains(m.Host[1:], "*")) {
+			errs = append(errs, fmt.Errorf("%s.match.host: %q must be a host name or *.domain, without port", p, m.Host))
+		}
+		for j, meth := range m.Methods {
+			if meth == "" || meth != strings.ToUpper(meth) || strings.ContainsAny(meth, " \t") {
+				errs = append(errs, fmt.Errorf("%s.match.methods[%d]: %q must be an upper-case HTTP method such as GET or POST", p, j, meth))
+			}
+		}
+		q := r.Require
+		set := 0
+		if len(q.AnyRole) > 0 {
+			set++
+		}
+		if len(q.Permissions) > 0 {
+			set++
+		}
+		if q.Authenticated {
+			set++
+		}
+		switch {
+		case r.Public && set > 0:
+			errs = append(errs, fmt.Errorf("%s: a public route must not have require (it is allowed without credentials)", p))
+		case !r.Public && set == 0:
+			errs = append(errs, fmt.Errorf("%s.require: set one of any_role, permissions or authenticated: true (or public: true)", p))
+		case set > 1:
+			errs = append(errs, fmt.Errorf("%s.require: set only one of any_role, permissions or authenticated", p))
+		}
+		for j, role := range q.AnyRole {
+			if knownRole != nil && !knownRole(role) {
+				errs = append(errs, fmt.Errorf("%s.require.any_role[%d]: role %q is not defined under roles", p, j, role))
+			}
+		}
+		for j, perm := range q.Permissions {
+			if perm == "" || strings.ContainsAny(perm, " \t*") {
+				errs = append(errs, fmt.Errorf("%s.require.permissions[%d]: %q must be a permission name without spaces or wildcards", p, j, perm))
+			}
+		}
+	}
+	switch defaultRoute {
+	case DefaultRouteDeny, DefaultRouteAuthenticated:
+	default:
+		errs = append(errs, fmt.Errorf("default_route: %q is not valid: use deny or authenticated", defaultRoute))
+	}
+	if !validHeaderPrefix(h.Prefix) {
+		errs = append(errs, fmt.Errorf("headers.prefix: %q must be a non-empty lower-case header name prefix such as x-auth-", h.Prefix))
+	}
+	return errors.Join(errs...)
+}
+
+func validHeaderPrefix(p string) bool {
+	if p == "" || p != strings.ToLower(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if !isTokenChar(p[i]) {
+			return false
+		}
+	}
+	// A prefix that would swallow headers Envoy or the upstream rely on is
+	// refused.
+	reserved := []string{"authorization", "x-api-key", "host", "content-", "x-envoy-", "x-forwarded-", "x-request-id", ":"}
+	return !slices.ContainsFunc(reserved, func(r string) bool { return strings.HasPrefix(r, p) || strings.HasPrefix(p, r) })
+}
+
+// ValidHeaderName reports whether name is a lower-case HTTP header name that
+// extauthz may set upstream.
+func ValidHeaderName(name string) bool {
+	if name == "" || name != strings.ToLower(name) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return false
+		}
+	}
+	switch http.CanonicalHeaderKey(name) {
+	case "Authorization", "X-Api-Key", "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Cookie", "X-Request-Id":
+		return false
+	}
+	return !strings.HasPrefix(name, "x-envoy-")
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// durationOr returns d, or def when d is not positive.
+func durationOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

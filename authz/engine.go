@@ -1,0 +1,636 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/extauthz/extauthz/apikeys"
+	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/rolemap"
+)
+
+// tokenVerifier verifies a compact JWT; *jwks.Verifier implements it.
+type tokenVerifier interface {
+	Verify(ctx context.Context, token string) (*jwks.Claims, error)
+}
+
+// keyLookup resolves an API key to its record; *apikeys.Store implements it.
+type keyLookup interface {
+	Lookup(ctx context.Context, key string) (*apikeys.Record, error)
+}
+
+// Deps are the Engine's collaborators. Verifier and Keys may be nil, which
+// turns the JWT or API-key path off: such credentials are then refused as
+// invalid.
+type Deps struct {
+	Verifier tokenVerifier
+	Keys     keyLookup
+	Mapper   *rolemap.Mapper
+}
+
+// Request is one authorization question, independent of the transport.
+type Request struct {
+	Method string // upper-case HTTP method of the original request
+	Host   string // :authority / Host of the original request
+	Path   string // original path, with query string
+	// Headers holds the original request headers with lower-case names, as
+	// Envoy sends them. The Engine only reads it.
+	Headers map[string]string
+	// ContextExtensions are Envoy's per-route context_extensions (gRPC only).
+	ContextExtensions map[string]string
+}
+
+// Header is one header name (lower-case) and value.
+type Header struct{ Name, Value string }
+
+// Identity is who the caller proved to be.
+type Identity struct {
+	Method  AuthMethod
+	Subject string
+	Issuer  string // JWT only
+	KeyID   string // API key only
+	Groups  []string
+	Roles   []string
+	// Extra are the claims_to_headers values (JWT only).
+	Extra []Header
+}
+
+// Decision is the Engine's answer.
+type Decision struct {
+	Code   Code
+	Reason Reason
+	Route  string // "" when no route matched
+	Method AuthMethod
+	// Identity is nil unless authenticated. Decisions for the same cached
+	// credential share one Identity: treat it as read-only.
+	Identity *Identity
+	// Set are the headers to set upstream with overwrite semantics (allowed
+	// decisions only). Like Identity it may be shared: read-only.
+	Set []Header
+	// Remove are request headers to remove before the request goes upstream:
+	// client-sent identity headers this decision did not set, and with
+	// strip_credentials the credential headers. Read-only: the common lists
+	// are shared.
+	Remove []string
+}
+
+// Engine makes decisions. It is immutable once built; a config reload builds
+// a new Engine.
+type Engine struct {
+	routes       []route
+	defaultAuth  bool
+	prefix       string
+	keyPrefix    string // "ek_"
+	strip        bool
+	claimHeaders []string
+	names        identityNames
+	verifier     tokenVerifier
+	keys         keyLookup
+	mapper       *rolemap.Mapper
+	// jwtIDs and keyIDs remember the identity (and its headers) derived
+	// from a verified token's Claims and a key's Record. The jwks token
+	// cache and the apikeys positive cache hand out the same immutable
+	// pointer for the same credential, so a cached credential skips role
+	// mapping, sorting and joining.
+	jwtIDs *identityCache[*jwks.Claims]
+	keyIDs *identityCache[*apikeys.Record]
+	// rmAuth, rmKey and rmBoth are the removal lists of the common case: no
+	// client-sent identity header, only the credential headers to strip.
+	rmAuth, rmKey, rmBoth []string
+}
+
+// identityNames are the identity header names under the configured prefix.
+type identityNames struct {
+	subject, method, issuer, groups, roles, keyID string
+}
+
+// NewEngine builds an Engine. The configuration must already be valid (see
+// ValidateRoutes); NewEngine checks only what it cannot work without.
+func NewEngine(cfg Config, deps Deps) (*Engine, error) {
+	if deps.Mapper == nil {
+		return nil, errors.New("authz: a role mapper is required")
+	}
+	h := cfg.Headers
+	if h.Prefix == "" {
+		h.Prefix = DefaultHeaders().Prefix
+	}
+	if cfg.DefaultRoute == "" {
+		cfg.DefaultRoute = DefaultRouteDeny
+	}
+	if err := ValidateRoutes(cfg.Routes, cfg.DefaultRoute, h, deps.Mapper.Known); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		defaultAuth:  cfg.DefaultRoute == DefaultRouteAuthenticated,
+		prefix:       h.Prefix,
+		strip:        h.StripCredentials,
+		claimHeaders: slices.Clone(cfg.ClaimHeaders),
+		verifier:     deps.Verifier,
+		keys:         deps.Keys,
+		mapper:       deps.Mapper,
+		jwtIDs:       newIdentityCache[*jwks.Claims](identityCacheSlots),
+		keyIDs:       newIdentityCache[*apikeys.Record](identityCacheSlots),
+		rmAuth:       []string{"authorization"},
+		rmKey:        []string{"x-api-key"},
+		rmBoth:       []string{"authorization", "x-api-key"},
+		names: identityNames{
+			subject: h.Prefix + "subject",
+			method:  h.Prefix + "method",
+			issuer:  h.Prefix + "issuer",
+			groups:  h.Prefix + "groups",
+			roles:   h.Prefix + "roles",
+			keyID:   h.Prefix + "key-id",
+		},
+	}
+	if cfg.APIKeyPrefix != "" {
+		e.keyPrefix = cfg.APIKeyPrefix + "_"
+	}
+	for _, r := range cfg.Routes {
+		e.routes = append(e.routes, compileRoute(r))
+	}
+	return e, nil
+}
+
+// Decide answers one request. It never panics on hostile input and fails
+// closed: every error is a denial.
+func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
+	rt := e.match(r)
+	var d Decision
+	if rt != nil {
+		d.Route = rt.name
+		if rt.public {
+			d.Code, d.Reason = Allowed, ReasonPublicRoute
+			d.Remove = e.removals(r.Headers, nil)
+			return d
+		}
+	} else if !e.defaultAuth {
+		d.Code, d.Reason = Forbidden, ReasonNoRoute
+		return d
+	}
+
+	id, set, reason := e.authenticate(ctx, r.Headers)
+	if id == nil {
+		d.Reason = reason
+		d.Code = reasonCodes[reason]
+		d.Method = methodOfReason(reason)
+		return d
+	}
+	d.Method = id.Method
+	d.Identity = id
+	d.Reason = e.authorize(rt, id.Roles)
+	d.Code = reasonCodes[d.Reason]
+	if d.Code == Allowed && ctx.Err() != nil {
+		// The check outlived its deadline: the proxy has given up on it or
+		// is about to, and a late allow must not count.
+		d.Code, d.Reason = Unavailable, ReasonCheckTimeout
+	}
+	if d.Code == Allowed {
+		d.Set = set
+		d.Remove = e.removals(r.Headers, d.Set)
+	}
+	return d
+}
+
+func (e *Engine) match(r *Request) *route {
+	p, ok := canonicalPath(r.Path)
+	if !ok {
+		return nil
+	}
+	host := canonicalHost(r.Host)
+	for i := range e.routes {
+		if e.routes[i].matches(r.Method, host, p, r.ContextExtensions) {
+			return &e.routes[i]
+		}
+	}
+	return nil
+}
+
+// authorize decides an authenticated identity against the route's require
+// clause (or the default route when rt is nil).
+func (e *Engine) authorize(rt *route, roles []string) Reason {
+	switch {
+	case rt == nil || rt.authOnly:
+		return ReasonAuthorized
+	case len(rt.anyRole) > 0:
+		if len(roles) == 0 {
+			return ReasonNoRole
+		}
+		if rolemap.HasAnyRole(roles, rt.anyRole) {
+			return ReasonAuthorized
+		}
+		return ReasonInsufficientRole
+	case len(rt.perms) > 0:
+		if len(roles) == 0 {
+			return ReasonNoRole
+		}
+		if e.mapper.Permits(roles, rt.perms) {
+			return ReasonAuthorized
+		}
+		return ReasonInsufficientPerms
+	}
+	// A route without a require clause is refused by validation; fail closed
+	// should one slip through.
+	return ReasonInsufficientPerms
+}
+
+// credential sources, for choosing the error code of a malformed credential.
+const (
+	fromAuthorization = iota + 1
+	fromAPIKeyHeader
+)
+
+// authenticate extracts and checks the credential. It returns the identity
+// and the headers it sets upstream, or nil and the reason for refusing.
+func (e *Engine) authenticate(ctx context.Context, h map[string]string) (*Identity, []Header, Reason) {
+	cred, from := credential(h)
+	if from == 0 {
+		return nil, nil, ReasonNoCredentials
+	}
+	switch {
+	case e.keyPrefix != "" && strings.HasPrefix(cred, e.keyPrefix):
+		return e.authenticateKey(ctx, cred)
+	case looksLikeJWT(cred):
+		return e.authenticateJWT(ctx, cred)
+	case from == fromAPIKeyHeader:
+		return nil, nil, ReasonMalformedKey
+	default:
+		return nil, nil, ReasonMalformedCredential
+	}
+}
+
+func (e *Engine) authenticateJWT(ctx context.Context, token string) (*Identity, []Header, Reason) {
+	if e.verifier == nil {
+		return nil, nil, ReasonUnknownIssuer
+	}
+	c, err := e.verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, nil, jwtReason(ctx, err)
+	}
+	if ent := e.jwtIDs.get(c); ent != nil {
+		return ent.id, ent.set, ""
+	}
+	id := &Identity{
+		Method:  MethodJWT,
+		Subject: c.Subject,
+		Issuer:  c.Issuer,
+		Groups:  sortedGroups(c.Groups),
+		Roles:   e.mapper.Roles(c.Groups, nil),
+		Extra:   convertHeaders(c.Headers),
+	}
+	set := e.identityHeaders(id)
+	e.jwtIDs.put(c, id, set)
+	return id, set, ""
+}
+
+func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []Header, Reason) {
+	if e.keys == nil {
+		return nil, nil, ReasonUnknownKey
+	}
+	rec, err := e.keys.Lookup(ctx, key)
+	if err != nil {
+		return nil, nil, keyReason(ctx, err)
+	}
+	if ent := e.keyIDs.get(rec); ent != nil {
+		return ent.id, ent.set, ""
+	}
+	id := &Identity{
+		Method:  MethodAPIKey,
+		Subject: rec.Owner,
+		KeyID:   rec.ID,
+		Groups:  sortedGroups(rec.Groups),
+		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),
+	}
+	set := e.identityHeaders(id)
+	e.keyIDs.put(rec, id, set)
+	return id, set, ""
+}
+
+// identityCacheSlots is the size of each identity cache. At most this many
+// derived identities (a few hundred bytes each, plus the Claims or Record
+// they keep alive) are held per Engine.
+const identityCacheSlots = 8192
+
+// identityCache maps a verified credential's Claims or Record, by pointer,
+// to the Identity and headers derived from it. It is direct-mapped: each
+// pointer hashes to one slot, and a newer entry simply replaces an older
+// one, so it is bounded, lock-free, and costs one hash and one atomic load
+// per lookup. Holding the pointer keeps its target alive, so an address in
+// the cache can never be reused by another credential; the targets are
+// immutable (see jwks.Claims and apikeys.Store.Lookup), so a hit always
+// yields what deriving again would.
+type identityCache[K comparable] struct {
+	seed  maphash.Seed
+	mask  uint64
+	slots []atomic.Pointer[identityEntry[K]]
+}
+
+type identityEntry[K comparable] struct {
+	key K
+	id  *Identity
+	set []Header
+}
+
+func newIdentityCache[K comparable](slots int) *identityCache[K] {
+	return &identityCache[K]{
+		seed:  maphash.MakeSeed(),
+		mask:  uint64(slots - 1),
+		slots: make([]atomic.Pointer[identityEntry[K]], slots),
+	}
+}
+
+func (c *identityCache[K]) slot(k K) *atomic.Pointer[identityEntry[K]] {
+	return &c.slots[maphash.Comparable(c.seed, k)&c.mask]
+}
+
+func (c *identityCache[K]) get(k K) *identityEntry[K] {
+	if e := c.slot(k).Load(); e != nil && e.key == k {
+		return e
+	}
+	return nil
+}
+
+func (c *identityCache[K]) put(k K, id *Identity, set []Header) {
+	c.slot(k).Store(&identityEntry[K]{key: k, id: id, set: set})
+}
+
+// jwtReason maps a jwks error to a reason. Unknown errors fail closed as
+// unavailable, never as an allow.
+func jwtReason(ctx context.Context, err error) Reason {
+	switch {
+	case errors.Is(err, jwks.ErrNoKeys):
+		return ReasonJWKSUnavailable
+	case errors.Is(err, jwks.ErrTooLarge):
+		return ReasonTokenTooLarge
+	case errors.Is(err, jwks.ErrMalformed):
+		return ReasonMalformedToken
+	case errors.Is(err, jwks.ErrUnknownIssuer):
+		return ReasonUnknownIssuer
+	case errors.Is(err, jwks.ErrAlgorithm):
+		return ReasonAlgorithm
+	case errors.Is(err, jwks.ErrUnknownKID):
+		return ReasonUnknownKID
+	case errors.Is(err, jwks.ErrSignature):
+		return ReasonBadSignature
+	case errors.Is(err, jwks.ErrExpired):
+		return ReasonExpiredToken
+	case errors.Is(err, jwks.ErrNotYetValid):
+		return ReasonNotYetValid
+	case errors.Is(err, jwks.ErrIssuedInFuture):
+		return ReasonIssuedInFuture
+	case errors.Is(err, jwks.ErrAudience):
+		return ReasonWrongAudience
+	case errors.Is(err, jwks.ErrMissingClaim):
+		return ReasonMissingClaim
+	case errors.Is(err, jwks.ErrInvalid):
+		return ReasonInvalidToken
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return ReasonCheckTimeout
+	default:
+		return ReasonInternalError
+	}
+}
+
+// keyReason maps an apikeys error to a reason. Unknown errors fail closed.
+func keyReason(ctx context.Context, err error) Reason {
+	switch {
+	case errors.Is(err, apikeys.ErrMalformed):
+		return ReasonMalformedKey
+	case errors.Is(err, apikeys.ErrNotFound):
+		return ReasonUnknownKey
+	case errors.Is(err, apikeys.ErrRevoked):
+		return ReasonRevokedKey
+	case errors.Is(err, apikeys.ErrExpired):
+		return ReasonExpiredKey
+	case errors.Is(err, context.DeadlineExceeded):
+		if ctx.Err() != nil {
+			return ReasonCheckTimeout
+		}
+		return ReasonRedisTimeout
+	case errors.Is(err, apikeys.ErrUnavailable):
+		return ReasonRedisUnavailable
+	case ctx.Err() != nil:
+		return ReasonCheckTimeout
+	default:
+		return ReasonInternalError
+	}
+}
+
+func methodOfReason(r Reason) AuthMethod {
+	switch r {
+	case ReasonJWKSUnavailable, ReasonTokenTooLarge, ReasonMalformedToken, ReasonUnknownIssuer,
+		ReasonAlgorithm, ReasonUnknownKID, ReasonBadSignature, ReasonExpiredToken, ReasonNotYetValid,
+		ReasonIssuedInFuture, ReasonWrongAudience, ReasonMissingClaim, ReasonInvalidToken:
+		return MethodJWT
+	case ReasonMalformedKey, ReasonUnknownKey, ReasonRevokedKey, ReasonExpiredKey,
+		ReasonRedisTimeout, ReasonRedisUnavailable:
+		return MethodAPIKey
+	}
+	return MethodNone
+}
+
+// credential returns the presented credential and where it came from:
+// authorization: Bearer first, then x-api-key. from is 0 when neither holds
+// one.
+func credential(h map[string]string) (cred string, from int) {
+	if a, ok := h["authorization"]; ok {
+		if v, ok := bearer(a); ok {
+			return v, fromAuthorization
+		}
+	}
+	if k := strings.TrimSpace(h["x-api-key"]); k != "" {
+		return k, fromAPIKeyHeader
+	}
+	return "", 0
+}
+
+// bearer parses an RFC 6750 "Bearer <token>" value; the scheme is
+// case-insensitive. An empty token is returned as ("", true) so that it is
+// refused as malformed rather than as missing.
+func bearer(v string) (string, bool) {
+	const scheme = "bearer"
+	v = strings.TrimLeft(v, " \t")
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	rest := v[len(scheme):]
+	if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
+		return "", false
+	}
+	return strings.Trim(rest, " \t"), true
+}
+
+// looksLikeJWT reports whether s is three base64url segments separated by
+// dots (the signature may be empty, so that unsigned tokens reach the
+// verifier and are refused there with a precise reason).
+func looksLikeJWT(s string) bool {
+	// Split at the first two dots (IndexByte is vectorised), then check
+	// every segment against the alphabet with a table: the token is read
+	// on every check, cached or not.
+	i := strings.IndexByte(s, '.')
+	if i <= 0 {
+		return false
+	}
+	j := strings.IndexByte(s[i+1:], '.')
+	if j <= 0 {
+		return false
+	}
+	j += i + 1
+	return isBase64URL(s[:i]) && isBase64URL(s[i+1:j]) && isBase64URL(s[j+1:])
+}
+
+// base64URLAlphabet marks the bytes of the base64url alphabet.
+var base64URLAlphabet = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") {
+		t[c] = true
+	}
+	return t
+}()
+
+// isBase64URL reports whether every byte of s is in the base64url alphabet.
+func isBase64URL(s string) bool {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		ok = ok && base64URLAlphabet[s[i]]
+	}
+	return ok
+}
+
+// identityHeaders returns the headers to set upstream for id.
+func (e *Engine) identityHeaders(id *Identity) []Header {
+	set := make([]Header, 0, 6+len(id.Extra))
+	set = append(set, Header{e.names.subject, headerValue(id.Subject)})
+	set = append(set, Header{e.names.method, id.Method.String()})
+	if id.Issuer != "" {
+		set = append(set, Header{e.names.issuer, headerValue(id.Issuer)})
+	}
+	if len(id.Groups) > 0 {
+		set = append(set, Header{e.names.groups, joinSafe(id.Groups)})
+	}
+	if len(id.Roles) > 0 {
+		set = append(set, Header{e.names.roles, joinSafe(id.Roles)})
+	}
+	if id.KeyID != "" {
+		set = append(set, Header{e.names.keyID, headerValue(id.KeyID)})
+	}
+	for _, x := range id.Extra {
+		set = append(set, Header{x.Name, headerValue(x.Value)})
+	}
+	return set
+}
+
+// removals lists the request headers that must not reach the upstream:
+// every header under the identity prefix (and every claims_to_headers name)
+// that set does not overwrite, and the credential headers when
+// strip_credentials is on. It returns nil, without allocating, when there is
+// nothing to remove.
+func (e *Engine) removals(h map[string]string, set []Header) []string {
+	var out []string
+	for name := range h {
+		if !strings.HasPrefix(name, e.prefix) && !slices.Contains(e.claimHeaders, name) {
+			continue
+		}
+		if setsHeader(set, name) {
+			continue
+		}
+		out = append(out, name)
+	}
+	if e.strip {
+		_, auth := h["authorization"]
+		_, key := h["x-api-key"]
+		if out == nil {
+			// The common case: no client-sent identity header. Answer with
+			// a shared list rather than allocate one per check.
+			switch {
+			case auth && key:
+				return e.rmBoth
+			case auth:
+				return e.rmAuth
+			case key:
+				return e.rmKey
+			}
+			return nil
+		}
+		if auth {
+			out = append(out, "authorization")
+		}
+		if key {
+			out = append(out, "x-api-key")
+		}
+	}
+	if len(out) > 1 {
+		slices.Sort(out)
+	}
+	return out
+}
+
+func setsHeader(set []Header, name string) bool {
+	for i := range set {
+		if set[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func convertHeaders(in []jwks.Header) []Header {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]Header, len(in))
+	for i, h := range in {
+		out[i] = Header{h.Name, h.Value}
+	}
+	return out
+}
+
+// sortedGroups returns the groups sorted and de-duplicated, without any group
+// that could not travel safely in a comma-separated header (a comma or a
+// control character would let one group pose as two).
+func sortedGroups(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(in))
+	for _, g := range in {
+		if g != "" && safeListItem(g) {
+			out = append(out, g)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func safeListItem(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == ',' {
+			return false
+		}
+	}
+	return true
+}
+
+func joinSafe(items []string) string {
+	if len(items) == 1 {
+		return headerValue(items[0])
+	}
+	return headerValue(strings.Join(items, ","))
+}
+
+// headerValue removes control characters, which no header value may carry.
+func headerValue(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if (r < 0x20 && r != '\t') || r == 0x7f {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}

@@ -1,0 +1,203 @@
+package authz
+
+import "google.golang.org/grpc/codes"
+
+// Code is the public outcome of a check: "allowed" or one of the error codes
+// of the response table. It is the `outcome` metric label and the `error`
+// field of a denial's JSON body.
+type Code uint8
+
+// The outcomes, in the order of the response table.
+const (
+	Allowed Code = iota
+	MissingCredentials
+	InvalidToken
+	InvalidAPIKey
+	Forbidden
+	RateLimited
+	Unavailable
+	numCodes
+)
+
+var codeNames = [numCodes]string{
+	Allowed:            "allowed",
+	MissingCredentials: "missing_credentials",
+	InvalidToken:       "invalid_token",
+	InvalidAPIKey:      "invalid_api_key",
+	Forbidden:          "forbidden",
+	RateLimited:        "rate_limited",
+	Unavailable:        "unavailable",
+}
+
+var codeMessages = [numCodes]string{
+	MissingCredentials: "a bearer token or API key is required",
+	InvalidToken:       "the bearer token is invalid or expired",
+	InvalidAPIKey:      "the API key is invalid, expired or revoked",
+	Forbidden:          "the credential is not permitted to access this resource",
+	RateLimited:        "too many requests",
+	Unavailable:        "the authorization service is temporarily unavailable",
+}
+
+// String returns the code's name as it appears in metrics and JSON bodies.
+func (c Code) String() string {
+	if c < numCodes {
+		return codeNames[c]
+	}
+	return "other"
+}
+
+// HTTPStatus returns the status the client receives for a denial with this
+// code, or 200 for Allowed.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case Allowed:
+		return 200
+	case MissingCredentials, InvalidToken, InvalidAPIKey:
+		return 401
+	case Forbidden:
+		return 403
+	case RateLimited:
+		return 429
+	default:
+		return 503
+	}
+}
+
+// GRPCCode returns the status.code of the CheckResponse for this outcome.
+func (c Code) GRPCCode() codes.Code {
+	switch c {
+	case Allowed:
+		return codes.OK
+	case MissingCredentials, InvalidToken, InvalidAPIKey:
+		return codes.Unauthenticated
+	case Forbidden:
+		return codes.PermissionDenied
+	case RateLimited:
+		return codes.ResourceExhausted
+	default:
+		return codes.Unavailable
+	}
+}
+
+// Reason is the finer, internal cause of a decision. It appears in the
+// decision log and in Envoy dynamic metadata, never as a metric label.
+type Reason string
+
+// The reasons. Each belongs to exactly one Code (see reasonCodes).
+const (
+	ReasonPublicRoute Reason = "public_route"
+	ReasonAuthorized  Reason = "authorized"
+
+	ReasonNoCredentials Reason = "no_credentials"
+
+	ReasonMalformedCredential Reason = "malformed_credential"
+	ReasonMalformedToken      Reason = "malformed_token"
+	ReasonTokenTooLarge       Reason = "token_too_large"
+	ReasonUnknownIssuer       Reason = "unknown_issuer"
+	ReasonAlgorithm           Reason = "disallowed_algorithm"
+	ReasonUnknownKID          Reason = "unknown_kid"
+	ReasonBadSignature        Reason = "bad_signature"
+	ReasonExpiredToken        Reason = "expired_token"
+	ReasonNotYetValid         Reason = "token_not_yet_valid"
+	ReasonIssuedInFuture      Reason = "issued_in_future"
+	ReasonWrongAudience       Reason = "wrong_audience"
+	ReasonMissingClaim        Reason = "missing_claim"
+	ReasonInvalidToken        Reason = "invalid_token"
+
+	ReasonMalformedKey Reason = "malformed_key"
+	ReasonUnknownKey   Reason = "unknown_key"
+	ReasonRevokedKey   Reason = "revoked_key"
+	ReasonExpiredKey   Reason = "expired_key"
+
+	ReasonNoRoute           Reason = "no_route"
+	ReasonNoRole            Reason = "no_role"
+	ReasonInsufficientRole  Reason = "insufficient_role"
+	ReasonInsufficientPerms Reason = "insufficient_permissions"
+
+	ReasonJWKSUnavailable  Reason = "jwks_unavailable"
+	ReasonRedisTimeout     Reason = "redis_timeout"
+	ReasonRedisUnavailable Reason = "redis_unavailable"
+	ReasonCheckTimeout     Reason = "check_timeout"
+	ReasonInternalError    Reason = "internal_error"
+)
+
+// reasonCodes lists every reason with the code it implies. Deny responses are
+// built once per reason at startup from this table.
+var reasonCodes = map[Reason]Code{
+	ReasonPublicRoute: Allowed,
+	ReasonAuthorized:  Allowed,
+
+	ReasonNoCredentials: MissingCredentials,
+
+	ReasonMalformedCredential: InvalidToken,
+	ReasonMalformedToken:      InvalidToken,
+	ReasonTokenTooLarge:       InvalidToken,
+	ReasonUnknownIssuer:       InvalidToken,
+	ReasonAlgorithm:           InvalidToken,
+	ReasonUnknownKID:          InvalidToken,
+	ReasonBadSignature:        InvalidToken,
+	ReasonExpiredToken:        InvalidToken,
+	ReasonNotYetValid:         InvalidToken,
+	ReasonIssuedInFuture:      InvalidToken,
+	ReasonWrongAudience:       InvalidToken,
+	ReasonMissingClaim:        InvalidToken,
+	ReasonInvalidToken:        InvalidToken,
+
+	ReasonMalformedKey: InvalidAPIKey,
+	ReasonUnknownKey:   InvalidAPIKey,
+	ReasonRevokedKey:   InvalidAPIKey,
+	ReasonExpiredKey:   InvalidAPIKey,
+
+	ReasonNoRoute:           Forbidden,
+	ReasonNoRole:            Forbidden,
+	ReasonInsufficientRole:  Forbidden,
+	ReasonInsufficientPerms: Forbidden,
+
+	ReasonJWKSUnavailable:  Unavailable,
+	ReasonRedisTimeout:     Unavailable,
+	ReasonRedisUnavailable: Unavailable,
+	ReasonCheckTimeout:     Unavailable,
+	ReasonInternalError:    Unavailable,
+}
+
+// AuthMethod is how the caller authenticated: the `method` metric label and
+// the x-auth-method header.
+type AuthMethod uint8
+
+// The authentication methods.
+const (
+	MethodNone AuthMethod = iota
+	MethodJWT
+	MethodAPIKey
+	numMethods
+)
+
+var methodNames = [numMethods]string{MethodNone: "none", MethodJWT: "jwt", MethodAPIKey: "api_key"}
+
+// String returns the method's label value.
+func (m AuthMethod) String() string {
+	if m < numMethods {
+		return methodNames[m]
+	}
+	return "other"
+}
+
+// Transport is the front end a check arrived on.
+type Transport uint8
+
+// The transports.
+const (
+	TransportGRPC Transport = iota
+	TransportHTTP
+	numTransports
+)
+
+var transportNames = [numTransports]string{TransportGRPC: "grpc", TransportHTTP: "http"}
+
+// String returns the transport's label value.
+func (t Transport) String() string {
+	if t < numTransports {
+		return transportNames[t]
+	}
+	return "other"
+}

@@ -1,0 +1,139 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// ServerOptions tune a Server. Zero values mean the defaults.
+type ServerOptions struct {
+	// CheckTimeout bounds one check (default 300ms). Keep it below the
+	// proxy's ext_authz timeout so that a slow backend yields our 503 rather
+	// than the proxy's own error.
+	CheckTimeout time.Duration
+	// AllowSampleRate is the fraction of allowed decisions that are logged
+	// (0 to 1, default 1). Denials are always logged.
+	AllowSampleRate float64
+	// HTTPPathPrefix is removed from the path of HTTP-mode checks that carry
+	// no x-forwarded-uri / x-original-uri (Envoy http_service path_prefix).
+	HTTPPathPrefix string
+}
+
+// DefaultCheckTimeout is the default per-check deadline.
+const DefaultCheckTimeout = 300 * time.Millisecond
+
+// serverSettings is what a reload can change besides the Engine.
+type serverSettings struct {
+	timeout    time.Duration
+	sample     float64
+	pathPrefix string
+}
+
+// Server answers checks with the current Engine over gRPC (Check) and HTTP
+// (ServeHTTP). Swap replaces the Engine atomically: checks in flight finish
+// on the Engine they started with.
+type Server struct {
+	engine   atomic.Pointer[Engine]
+	settings atomic.Pointer[serverSettings]
+	logger   *slog.Logger
+	metrics  *Metrics
+	deny     *denials
+}
+
+// NewServer returns a Server answering with e.
+func NewServer(e *Engine, opts ServerOptions, logger *slog.Logger, m *Metrics) *Server {
+	s := &Server{logger: logger, metrics: m, deny: buildDenials()}
+	s.Swap(e, opts)
+	return s
+}
+
+// Swap makes e (and opts) answer every check that starts from now on.
+func (s *Server) Swap(e *Engine, opts ServerOptions) {
+	st := &serverSettings{
+		timeout:    opts.CheckTimeout,
+		sample:     opts.AllowSampleRate,
+		pathPrefix: strings.TrimSuffix(opts.HTTPPathPrefix, "/"),
+	}
+	if st.timeout <= 0 {
+		st.timeout = DefaultCheckTimeout
+	}
+	if st.sample < 0 || st.sample > 1 {
+		st.sample = 1
+	}
+	s.settings.Store(st)
+	s.engine.Store(e)
+}
+
+// Engine returns the Engine currently answering.
+func (s *Server) Engine() *Engine { return s.engine.Load() }
+
+// decide runs one check under the check timeout, turning a panic into a
+// fail-closed denial, and records its metrics and log line.
+func (s *Server) decide(ctx context.Context, t Transport, r *Request, requestID string) Decision {
+	start := time.Now()
+	st := s.settings.Load()
+	ctx, cancel := context.WithTimeout(ctx, st.timeout)
+	d := s.safeDecide(ctx, r)
+	cancel()
+	elapsed := time.Since(start)
+	s.metrics.observe(t, d.Method, d.Code, elapsed.Seconds())
+	if d.Code != Allowed || st.sample >= 1 || (st.sample > 0 && rand.Float64() < st.sample) {
+		s.logDecision(t, r, requestID, &d, elapsed)
+	}
+	return d
+}
+
+func (s *Server) safeDecide(ctx context.Context, r *Request) (d Decision) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.LogAttrs(context.Background(), slog.LevelError, "panic in decision, denied",
+				slog.String("err", fmt.Sprint(p)))
+			d = Decision{Code: Unavailable, Reason: ReasonInternalError}
+		}
+	}()
+	return s.engine.Load().Decide(ctx, r)
+}
+
+// logDecision writes the one audit line of a decision. It never logs a
+// credential, the header map or the query string.
+func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decision, elapsed time.Duration) {
+	level := slog.LevelInfo
+	if d.Code == Unavailable {
+		level = slog.LevelWarn
+	}
+	if !s.logger.Enabled(context.Background(), level) {
+		return
+	}
+	p := r.Path
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("request_id", requestID),
+		slog.String("transport", t.String()),
+		slog.String("route", d.Route),
+		slog.String("http_method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", p),
+		slog.String("method", d.Method.String()),
+		slog.String("decision", d.Code.String()),
+		slog.String("reason", string(d.Reason)),
+		slog.Duration("duration", elapsed),
+	)
+	if id := d.Identity; id != nil {
+		attrs = append(attrs, slog.String("subject", id.Subject))
+		if id.KeyID != "" {
+			attrs = append(attrs, slog.String("key_id", id.KeyID))
+		}
+		if id.Issuer != "" {
+			attrs = append(attrs, slog.String("issuer", id.Issuer))
+		}
+	}
+	s.logger.LogAttrs(context.Background(), level, "decision", attrs...)
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/extauthz/extauthz/apikeys"
+	"github.com/extauthz/extauthz/apikeys/apikeystest"
+)
+
+// keysConfig writes a minimal valid configuration whose api_keys section is
+// apiKeys (YAML, indented two spaces) and returns its path.
+func keysConfig(t *testing.T, apiKeys string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	body := `listen:
+  grpc: 127.0.0.1:9001
+roles:
+  viewer: [models:list]
+  developer: [models:list, chat:invoke]
+role_mapping:
+  default_roles: [viewer]
+routes:
+  - name: models
+    match: {path_prefix: /v1/models}
+    require: {any_role: [viewer]}
+api_keys:
+` + apiKeys
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// keysRun runs `extauthz keys args...` and returns its exit code and output.
+func keysRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code = runKeys(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// keysJSON runs a --json command that must succeed and decodes its output.
+func keysJSON[T any](t *testing.T, args ...string) T {
+	t.Helper()
+	code, out, errOut := keysRun(t, args...)
+	if code != 0 {
+		t.Fatalf("keys %v: exit %d\n%s", args, code, errOut)
+	}
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("keys %v: output is not JSON: %v\n%s", args, err, out)
+	}
+	return v
+}
+
+// testKeysCommands runs the create, list, show and revoke commands against
+// the store of cfg, checking with lookup (a server's view of the same store)
+// that they take effect.
+func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
+	created := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "alice@example.com",
+		"--groups", "eng,ml-team", "--groups", "extra", "--roles", "developer", "--ttl", "720h",
+		"--description", "CI runner", "--json")
+	if !apikeys.ValidID(created.ID) || created.Key == "" || created.Status != "active" {
+		t.Fatalf("create --json = %+v", created)
+	}
+	if err := apikeys.CheckFormat("ek", created.Key); err != nil {
+		t.Errorf("created key is malformed: %v", err)
+	}
+	if d := created.ExpiresAt.Sub(created.CreatedAt); d != 720*time.Hour {
+		t.Errorf("--ttl 720h gives a lifetime of %v", d)
+	}
+	if err := lookup(created.Key); err != nil {
+		t.Fatalf("created key does not work: %v", err)
+	}
+
+	// Human output shows the secret once and says so.
+	code, out, errOut := keysRun(t, "create", "--owner", "bob", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("create: exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(out, "shown only this once") || !strings.Contains(out, "\n  ek_") {
+		t.Errorf("create output does not show the key once with a warning:\n%s", out)
+	}
+
+	want := created
+	want.Key = ""
+	// show, with the flag before and after the id.
+	for _, args := range [][]string{
+		{"show", "--config", cfg, created.ID, "--json"},
+		{"show", "--json", "--config", cfg, created.ID},
+		{"show", created.ID, "--config", cfg, "--json"},
+	} {
+		got := keysJSON[keyView](t, args...)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%v (-want +got):\n%s", args, diff)
+		}
+	}
+	code, out, _ = keysRun(t, "show", created.ID, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "alice@example.com") || !strings.Contains(out, created.HashPrefix+"…") {
+		t.Errorf("show: exit %d\n%s", code, out)
+	}
+
+	list := keysJSON[[]keyView](t, "list", "--config", cfg, "--json")
+	if len(list) != 2 || list[0].ID != created.ID || list[1].Owner != "bob" {
+		t.Errorf("list --json = %+v, want alice's then bob's key", list)
+	}
+	mine := keysJSON[[]keyView](t, "list", "--owner", "alice@example.com", "--config", cfg, "--json")
+	if len(mine) != 1 || mine[0].ID != created.ID {
+		t.Errorf("list --owner = %+v", mine)
+	}
+	code, out, _ = keysRun(t, "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "ID") || !strings.Contains(out, created.ID) || !strings.Contains(out, "eng,extra,ml-team") {
+		t.Errorf("list: exit %d\n%s", code, out)
+	}
+
+	code, out, errOut = keysRun(t, "revoke", created.ID, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "Revoked key "+created.ID) {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for err := lookup(created.Key); !errors.Is(err, apikeys.ErrRevoked); err = lookup(created.Key) {
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked key still answers %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, out, _ = keysRun(t, "revoke", "--config", cfg, created.ID)
+	if code != 0 || !strings.Contains(out, "already revoked") {
+		t.Errorf("second revoke: exit %d\n%s", code, out)
+	}
+	if got := keysJSON[keyView](t, "show", created.ID, "--config", cfg, "--json"); got.Status != "revoked" || got.RevokedAt.IsZero() {
+		t.Errorf("show after revoke = %+v", got)
+	}
+
+	// list and show never print a secret, nor a full hash.
+	for _, args := range [][]string{
+		{"list", "--config", cfg}, {"list", "--config", cfg, "--json"},
+		{"show", created.ID, "--config", cfg}, {"show", created.ID, "--config", cfg, "--json"},
+	} {
+		_, out, _ := keysRun(t, args...)
+		if strings.Contains(out, created.Key[3:13]) || strings.Contains(out, "ek_") {
+			t.Errorf("%v prints a key:\n%s", args, out)
+		}
+		for _, f := range strings.FieldsFunc(out, func(r rune) bool { return !strings.ContainsRune("0123456789abcdef", r) }) {
+			if len(f) > 16 {
+				t.Errorf("%v prints a long hex string %q", args, f)
+			}
+		}
+	}
+
+	errTests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no subcommand", nil, 2, "Usage"},
+		{"unknown subcommand", []string{"rotate"}, 2, `unknown command "rotate"`},
+		{"missing config", []string{"list"}, 2, "--config is required"},
+		{"missing owner", []string{"create", "--config", cfg}, 2, "--owner is required"},
+		{"unknown flag", []string{"list", "--config", cfg, "--bogus"}, 2, "bogus"},
+		{"bad ttl", []string{"create", "--config", cfg, "--owner", "a", "--ttl", "30d"}, 2, "ttl"},
+		{"negative ttl", []string{"create", "--config", cfg, "--owner", "a", "--ttl", "-1h"}, 2, "--ttl must not be negative"},
+		{"undefined role", []string{"create", "--config", cfg, "--owner", "a", "--roles", "admn"}, 2, "admn not defined under roles"},
+		{"invalid owner", []string{"create", "--config", cfg, "--owner", "a\nb"}, 2, "owner: must be"},
+		{"show without id", []string{"show", "--config", cfg}, 2, "missing key ID"},
+		{"show two ids", []string{"show", "--config", cfg, "key_aaaaaaaaaaaa", "key_bbbbbbbbbbbb"}, 2, "expected one key ID"},
+		{"list with id", []string{"list", "--config", cfg, "key_aaaaaaaaaaaa"}, 2, "unexpected argument"},
+		{"show unknown id", []string{"show", "--config", cfg, "key_aaaaaaaaaaaa"}, 1, `no key with id "key_aaaaaaaaaaaa"`},
+		{"revoke unknown id", []string{"revoke", "key_aaaaaaaaaaaa", "--config", cfg}, 1, "no key with id"},
+		{"missing config file", []string{"list", "--config", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
+	}
+	for _, tt := range errTests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := keysRun(t, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.msg) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", code, errOut, tt.code, tt.msg)
+			}
+		})
+	}
+	if l := keysJSON[[]keyView](t, "list", "--owner", "a", "--config", cfg, "--json"); len(l) != 0 {
+		t.Errorf("refused creates left keys: %+v", l)
+	}
+}
+
+// openTestStore opens the key store of a config the way a server would.
+func openTestStore(t *testing.T, c apikeys.Config) *apikeys.Store {
+	t.Helper()
+	s, err := apikeys.New(context.Background(), c, apikeys.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestRunKeys_Redis(t *testing.T) {
+	url := apikeystest.StartRedis(t)
+	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
+	c := apikeys.DefaultConfig()
+	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
+	server := openTestStore(t, c)
+	testKeysCommands(t, cfg, func(key string) error {
+		_, err := server.Lookup(context.Background(), key)
+		return err
+	})
+}
+
+func TestRunKeys_EmbeddedFile(t *testing.T) {
+	cfg := keysConfig(t, "  file: keys.json\n") // relative to the config file
+	c := apikeys.DefaultConfig()
+	c.File = filepath.Join(filepath.Dir(cfg), "keys.json")
+	server := openTestStore(t, c) // a `make run` server sharing the file
+	testKeysCommands(t, cfg, func(key string) error {
+		_, err := server.Lookup(context.Background(), key)
+		return err
+	})
+	if fi, err := os.Stat(c.File); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("keys file: %v, %v; want mode 0600", fi, err)
+	}
+}
+
+func TestRunKeys_StoreErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		apiKeys string
+		msg     string
+	}{
+		{"embedded store without file", "  prefix: ek\n", "neither a redis section nor a file"},
+		{"redis unreachable", "  redis:\n    addrs: [unix:///nonexistent/r.sock]\n", "cannot reach the key store"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := keysConfig(t, tt.apiKeys)
+			start := time.Now()
+			code, _, errOut := keysRun(t, "create", "--config", cfg, "--owner", "alice")
+			if code != 1 || !strings.Contains(errOut, tt.msg) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, errOut, tt.msg)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
+	}
+}

@@ -1,0 +1,535 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/extauthz/extauthz/apikeys"
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/rolemap"
+)
+
+// metrics are created once per process and shared by every generation of
+// parts across reloads.
+type metrics struct {
+	reg     *prometheus.Registry
+	authz   *authz.Metrics
+	jwks    *jwks.Metrics
+	apikeys *apikeys.Metrics
+	reloads *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	v, r := buildVersion()
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "extauthz_build_info",
+		Help:        "Build information; the value is always 1.",
+		ConstLabels: prometheus.Labels{"version": v, "revision": r, "goversion": runtime.Version()},
+	})
+	info.Set(1)
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP or file change), by result (success, failure).",
+	}, []string{"result"})
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
+	reg.MustRegister(info, reloads)
+	return &metrics{
+		reg:     reg,
+		authz:   authz.NewMetrics(reg),
+		jwks:    jwks.NewMetrics(reg),
+		apikeys: apikeys.NewMetrics(reg),
+		reloads: reloads,
+	}
+}
+
+// parts are what one configuration builds.
+type parts struct {
+	cfg      *config.Config
+	verifier *jwks.Verifier // nil without providers
+	store    *apikeys.Store
+	engine   *authz.Engine
+	cancel   context.CancelFunc // stops the verifier's and store's goroutines
+	ownsJWKS bool
+	ownsKeys bool
+}
+
+// build makes the parts for cfg, reusing the verifier and key store of prev
+// when their configuration did not change (so a reload neither refetches
+// every JWKS nor drops the embedded store's keys).
+func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*parts, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &parts{cfg: cfg, cancel: cancel}
+	fail := func(err error) (*parts, error) {
+		p.close()
+		return nil, err
+	}
+	if prev != nil && reflect.DeepEqual(prev.cfg.JWT, cfg.JWT) {
+		p.verifier = prev.verifier
+	} else if len(cfg.JWT.Providers) > 0 {
+		v, err := jwks.New(ctx, cfg.JWT, jwks.Deps{Logger: logger.With("component", "jwks"), Metrics: m.jwks})
+		if err != nil {
+			return fail(fmt.Errorf("jwt: %w", err))
+		}
+		p.verifier, p.ownsJWKS = v, true
+	}
+	if prev != nil && reflect.DeepEqual(prev.cfg.APIKeys, cfg.APIKeys) {
+		p.store = prev.store
+	} else {
+		s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: logger.With("component", "apikeys"), Metrics: m.apikeys})
+		if err != nil {
+			return fail(fmt.Errorf("api_keys: %w", err))
+		}
+		p.store, p.ownsKeys = s, true
+	}
+	mapper, err := rolemap.New(cfg.RoleMapping, cfg.Roles)
+	if err != nil {
+		return fail(err)
+	}
+	deps := authz.Deps{Mapper: mapper, Keys: p.store}
+	if p.verifier != nil {
+		deps.Verifier = p.verifier
+	}
+	e, err := authz.NewEngine(cfg.Authz(), deps)
+	if err != nil {
+		return fail(err)
+	}
+	p.engine = e
+	return p, nil
+}
+
+// close stops what these parts own (not what they borrowed from a previous
+// generation).
+func (p *parts) close() {
+	if p.ownsJWKS && p.verifier != nil {
+		p.verifier.Close()
+	}
+	if p.ownsKeys && p.store != nil {
+		_ = p.store.Close()
+	}
+	p.cancel()
+}
+
+// handOver marks the parts next reuses as no longer owned by p, so closing p
+// leaves them running.
+func (p *parts) handOver(next *parts) {
+	if next.verifier == p.verifier {
+		p.ownsJWKS, next.ownsJWKS = false, p.ownsJWKS || next.ownsJWKS
+	}
+	if next.store == p.store {
+		p.ownsKeys, next.ownsKeys = false, p.ownsKeys || next.ownsKeys
+	}
+}
+
+// ready reports whether the parts can answer. serving is what gRPC health
+// (the Kubernetes readiness probe and Envoy health checks) reports: every
+// JWKS has loaded a key. ready, what /readyz reports, also needs the key
+// store to answer PING. Redis is kept out of gRPC health on purpose: when
+// Redis is down, every replica would otherwise leave the load balancer at
+// once and JWT callers and cached keys would lose service too, while each
+// check already fails closed on its own (uncached keys get 503).
+func (p *parts) ready(ctx context.Context) (serving, ready bool, detail map[string]string) {
+	detail = map[string]string{}
+	serving = true
+	if p.verifier != nil {
+		if p.verifier.Ready() {
+			detail["jwks"] = "ok"
+		} else {
+			detail["jwks"] = "not every JWKS has loaded a key yet"
+			serving = false
+		}
+	}
+	ready = serving
+	if p.store != nil {
+		if err := p.store.Ping(ctx); err != nil {
+			detail["api_keys"] = "unreachable: " + err.Error()
+			ready = false
+		} else if p.store.Embedded() {
+			detail["api_keys"] = "ok (embedded, development only)"
+		} else {
+			detail["api_keys"] = "ok"
+		}
+	}
+	return serving, ready, detail
+}
+
+// server is the running process: listeners, the authz server and the current
+// parts.
+type server struct {
+	path     string
+	logger   *slog.Logger
+	level    *slog.LevelVar
+	metrics  *metrics
+	authz    *authz.Server
+	health   *health.Server
+	mu       sync.Mutex // serialises reloads
+	cur      atomic.Pointer[parts]
+	stopping atomic.Bool
+	state    atomic.Pointer[readiness]
+}
+
+type readiness struct {
+	Ready   bool              `json:"ready"`
+	Serving bool              `json:"serving"` // the gRPC health status
+	Checks  map[string]string `json:"checks"`
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: extauthz serve --config FILE")
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "extauthz: %s\n", err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Log.Level))
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings() {
+		logger.Warn("config warning", "warning", w)
+	}
+	if err := serve(ctx, *path, cfg, logger, level); err != nil {
+		logger.Error("server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// serve runs until ctx is done (SIGTERM/SIGINT), then stops gracefully.
+func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Logger, level *slog.LevelVar) error {
+	m := newMetrics()
+	p, err := build(cfg, nil, logger, m)
+	if err != nil {
+		return err
+	}
+	s := &server{path: path, logger: logger, level: level, metrics: m, health: health.NewServer()}
+	s.cur.Store(p)
+	s.authz = authz.NewServer(p.engine, cfg.ServerOptions(), logger, m.authz)
+	s.state.Store(&readiness{Checks: map[string]string{}})
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	if p.store != nil && p.store.Embedded() {
+		logger.Warn("api keys use the embedded store: development only (no sharing between replicas)", "file", cfg.APIKeys.File)
+	}
+
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Server.GRPCMaxRecvBytes),
+		grpc.MaxHeaderListSize(uint32(cfg.Server.MaxHeaderBytes)),
+		grpc.MaxConcurrentStreams(1024),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			// Envoy keeps one long-lived HTTP/2 connection per worker; ping
+			// idle connections so dead peers are noticed, never close them for
+			// age.
+			Time:    30 * time.Second,
+			Timeout: 10 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             5 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	)
+	authv3.RegisterAuthorizationServer(gs, s.authz.GRPC())
+	var tlsCfg *serverTLS
+	if cfg.Listen.TLS.Enabled() {
+		if tlsCfg, err = newServerTLS(cfg.Listen.TLS, logger); err != nil {
+			p.close()
+			return fmt.Errorf("listen.tls: %w", err)
+		}
+	}
+	healthpb.RegisterHealthServer(gs, s.health)
+	if cfg.Server.GRPCReflection {
+		reflection.Register(gs)
+	}
+
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}
+	listen := func(addr string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		return l, nil
+	}
+	gl, err := listen(cfg.Listen.GRPC)
+	if err != nil {
+		p.close()
+		return fmt.Errorf("listen.grpc: %w", err)
+	}
+	if tlsCfg != nil {
+		// TLS on the raw listener serves gRPC (ALPN h2) and lets mTLS
+		// refuse a client before any gRPC frame is read.
+		gl = tls.NewListener(gl, tlsCfg.config([]string{"h2"}))
+	}
+	var hs, as *http.Server
+	var hl, al net.Listener
+	if cfg.Listen.HTTP != "" {
+		if hl, err = listen(cfg.Listen.HTTP); err != nil {
+			p.close()
+			return fmt.Errorf("listen.http: %w", err)
+		}
+		if tlsCfg != nil {
+			hl = tls.NewListener(hl, tlsCfg.config([]string{"http/1.1"}))
+		}
+		hs = &http.Server{
+			Handler:           s.authz.HTTP(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	if cfg.Listen.Admin != "" {
+		if al, err = listen(cfg.Listen.Admin); err != nil {
+			p.close()
+			return fmt.Errorf("listen.admin: %w", err)
+		}
+		as = &http.Server{
+			Handler:           s.adminHandler(cfg.Server.Pprof),
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(gl) }()
+	if hs != nil {
+		go func() { errc <- hs.Serve(hl) }()
+	}
+	if as != nil {
+		go func() { errc <- as.Serve(al) }()
+	}
+	logger.Info("extauthz serving",
+		"grpc", gl.Addr().String(), "http", addrOf(hl), "admin", addrOf(al), "tls", tlsCfg != nil,
+		"mtls", cfg.Listen.TLS.ClientCAFile != "",
+		"jwt_providers", len(cfg.JWT.Providers), "routes", len(cfg.Routes))
+
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	defer stopHealth()
+	go s.healthLoop(healthCtx)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var poll <-chan time.Time
+	var lastSum string
+	if iv := cfg.Server.ConfigPollInterval; iv > 0 {
+		lastSum = fileSum(path)
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		poll = t.C
+	}
+
+	var serveErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			s.reload("sighup")
+			lastSum = fileSum(path)
+		case <-poll:
+			// A ConfigMap update swaps the file under us; reload when the
+			// content really changed.
+			if sum := fileSum(path); sum != "" && sum != lastSum {
+				lastSum = sum
+				s.reload("file_change")
+			}
+		case err := <-errc:
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				serveErr = err
+				break loop
+			}
+		}
+	}
+
+	// Graceful stop: report not ready first so load balancers and Envoy
+	// health checks move away, then stop accepting and let in-flight checks
+	// finish.
+	logger.Info("shutting down", "delay", cfg.Server.ShutdownDelay)
+	s.stopping.Store(true)
+	s.health.Shutdown()
+	s.refreshReadiness(context.Background())
+	if d := s.cur.Load().cfg.Server.ShutdownDelay; d > 0 {
+		time.Sleep(d)
+	}
+	timeout := s.cur.Load().cfg.Server.ShutdownTimeout
+	stopCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	if hs != nil {
+		_ = hs.Shutdown(stopCtx)
+	}
+	select {
+	case <-done:
+	case <-stopCtx.Done():
+		gs.Stop()
+	}
+	if as != nil {
+		_ = as.Shutdown(stopCtx)
+	}
+	s.cur.Load().close()
+	logger.Info("stopped")
+	return serveErr
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// reload builds a complete new generation from the file and swaps it in. An
+// invalid file leaves the current generation serving.
+func (s *server) reload(trigger string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cur.Load()
+	cfg, err := config.Load(s.path)
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("failure").Inc()
+		s.logger.Error("config reload rejected, keeping the running config", "trigger", trigger, "err", err)
+		return
+	}
+	if !reflect.DeepEqual(cfg.Listen, cur.cfg.Listen) {
+		s.logger.Warn("listen addresses changed: they take effect after a restart", "trigger", trigger)
+	}
+	next, err := build(cfg, cur, s.logger, s.metrics)
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("failure").Inc()
+		s.logger.Error("config reload failed, keeping the running config", "trigger", trigger, "err", err)
+		return
+	}
+	cur.handOver(next)
+	s.cur.Store(next)
+	s.authz.Swap(next.engine, cfg.ServerOptions())
+	s.level.Set(parseLevel(cfg.Log.Level))
+	cur.close()
+	for _, w := range cfg.Warnings() {
+		s.logger.Warn("config warning", "warning", w)
+	}
+	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.logger.Info("config reloaded", "trigger", trigger, "routes", len(cfg.Routes), "jwt_providers", len(cfg.JWT.Providers))
+	s.refreshReadiness(context.Background())
+}
+
+// healthLoop keeps the gRPC health status and /readyz in step with the
+// parts' readiness.
+func (s *server) healthLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		s.refreshReadiness(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *server) refreshReadiness(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	serving, ok, detail := s.cur.Load().ready(pctx)
+	cancel()
+	if s.stopping.Load() {
+		serving, ok = false, false
+		detail["shutdown"] = "shutting down"
+	}
+	prev := s.state.Swap(&readiness{Ready: ok, Serving: serving, Checks: detail})
+	if prev != nil && (prev.Ready != ok || prev.Serving != serving) {
+		s.logger.Info("readiness changed", "ready", ok, "serving", serving, "checks", detail)
+	}
+	if s.stopping.Load() {
+		return // health.Shutdown already set NOT_SERVING for good
+	}
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+}
+
+func (s *server) adminHandler(withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{Registry: s.metrics.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("content-type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.state.Load()
+		w.Header().Set("content-type", "application/json")
+		if !st.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
