@@ -64,7 +64,8 @@ type RedisConfig struct {
 	Username string `yaml:"username"`
 	// PasswordFile holds the password (trailing newline ignored). It is read
 	// again whenever a new connection is made, so a rotated secret is picked
-	// up. When empty, the environment variable REDIS_PASSWORD is used.
+	// up. When empty, Deps.Password is used (extauthz serve takes it from the
+	// environment variable REDIS_PASSWORD).
 	PasswordFile string `yaml:"password_file"`
 	// DB is the database number (standalone and Sentinel only).
 	DB int `yaml:"db"`

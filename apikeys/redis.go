@@ -86,6 +86,7 @@ type redisHooks struct {
 	evictNeg func([32]byte) // a key was created
 	flush    func()
 	setLive  func(bool) // the subscription is up (true) or down
+	password string     // used when no password_file is set
 }
 
 type redisBackend struct {
@@ -99,7 +100,7 @@ type redisBackend struct {
 }
 
 func newRedisBackend(ctx context.Context, cfg RedisConfig, h redisHooks) (*redisBackend, error) {
-	opts, err := clientOptions(cfg)
+	opts, err := clientOptions(cfg, h.password)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func newRedisBackend(ctx context.Context, cfg RedisConfig, h redisHooks) (*redis
 // clientOptions turns the config into go-redis options. Every call is bounded
 // by the timeout: go-redis honours context deadlines (ContextTimeoutEnabled)
 // and the socket read/write deadlines equal the timeout too.
-func clientOptions(cfg RedisConfig) (*redis.UniversalOptions, error) {
+func clientOptions(cfg RedisConfig, password string) (*redis.UniversalOptions, error) {
 	timeout := cfg.timeout()
 	addrs := make([]string, len(cfg.Addrs))
 	for i, a := range cfg.Addrs {
@@ -175,7 +176,7 @@ func clientOptions(cfg RedisConfig) (*redis.UniversalOptions, error) {
 			return user, pw
 		}
 	} else {
-		opts.Password = os.Getenv("REDIS_PASSWORD")
+		opts.Password = password
 	}
 	if cfg.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -18,6 +18,10 @@ import (
 type Deps struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Password is the Redis password used when api_keys.redis.password_file
+	// is empty. cmd/extauthz reads it from the REDIS_PASSWORD environment
+	// variable; this package never reads the environment.
+	Password string
 }
 
 // backend is where records live: Redis or the embedded map.
@@ -106,6 +110,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
 		evictNeg: s.evictNegative,
 		flush:    s.flush,
 		setLive:  s.live.Store,
+		password: deps.Password,
 	})
 	if err != nil {
 		return nil, err

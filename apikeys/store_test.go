@@ -51,7 +51,12 @@ func waitLive(t testing.TB, s *Store) {
 
 func newStoreNoWait(t testing.TB, cfg Config) *Store {
 	t.Helper()
-	s, err := New(context.Background(), cfg, Deps{})
+	return newStoreWith(t, cfg, Deps{})
+}
+
+func newStoreWith(t testing.TB, cfg Config, deps Deps) *Store {
+	t.Helper()
+	s, err := New(context.Background(), cfg, deps)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -724,12 +729,10 @@ func TestNew_RedisPassword(t *testing.T) {
 		t.Errorf("Ping with password_file: %v", err)
 	}
 
-	t.Setenv("REDIS_PASSWORD", "s3cret")
-	if err := newStore(t, redisConfig(srv.URL())).Ping(ctx); err != nil {
-		t.Errorf("Ping with REDIS_PASSWORD: %v", err)
+	if err := newStoreWith(t, redisConfig(srv.URL()), Deps{Password: "s3cret"}).Ping(ctx); err != nil {
+		t.Errorf("Ping with Deps.Password: %v", err)
 	}
-	t.Setenv("REDIS_PASSWORD", "wrong")
-	err := newStoreNoWait(t, redisConfig(srv.URL())).Ping(ctx)
+	err := newStoreWith(t, redisConfig(srv.URL()), Deps{Password: "wrong"}).Ping(ctx)
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Ping with a wrong password = %v, want ErrUnavailable", err)
 	}

@@ -270,8 +270,8 @@ func (e *Engine) authenticateJWT(ctx context.Context, token string) (*Identity, 
 	if err != nil {
 		return nil, nil, jwtReason(ctx, err)
 	}
-	if ent := e.jwtIDs.get(c); ent != nil {
-		return ent.id, ent.set, ""
+	if d, ok := e.jwtIDs.get(c); ok {
+		return d.id, d.set, ""
 	}
 	id := &Identity{
 		Method:  MethodJWT,
@@ -282,7 +282,7 @@ func (e *Engine) authenticateJWT(ctx context.Context, token string) (*Identity, 
 		Extra:   convertHeaders(c.Headers),
 	}
 	set := e.identityHeaders(id)
-	e.jwtIDs.put(c, id, set)
+	e.jwtIDs.put(c, derivedIdentity{id, set})
 	return id, set, ""
 }
 
@@ -294,8 +294,8 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 	if err != nil {
 		return nil, nil, keyReason(ctx, err)
 	}
-	if ent := e.keyIDs.get(rec); ent != nil {
-		return ent.id, ent.set, ""
+	if d, ok := e.keyIDs.get(rec); ok {
+		return d.id, d.set, ""
 	}
 	id := &Identity{
 		Method:  MethodAPIKey,
@@ -305,7 +305,7 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),
 	}
 	set := e.identityHeaders(id)
-	e.keyIDs.put(rec, id, set)
+	e.keyIDs.put(rec, derivedIdentity{id, set})
 	return id, set, ""
 }
 
@@ -315,46 +315,62 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 const identityCacheSlots = 8192
 
 // identityCache maps a verified credential's Claims or Record, by pointer,
-// to the Identity and headers derived from it. It is direct-mapped: each
-// pointer hashes to one slot, and a newer entry simply replaces an older
-// one, so it is bounded, lock-free, and costs one hash and one atomic load
-// per lookup. Holding the pointer keeps its target alive, so an address in
-// the cache can never be reused by another credential; the targets are
-// immutable (see jwks.Claims and apikeys.Store.Lookup), so a hit always
-// yields what deriving again would.
-type identityCache[K comparable] struct {
-	seed  maphash.Seed
-	mask  uint64
-	slots []atomic.Pointer[identityEntry[K]]
-}
+// to the Identity and headers derived from it. Holding the pointer keeps its
+// target alive, so an address in the cache can never be reused by another
+// credential; the targets are immutable (see jwks.Claims and
+// apikeys.Store.Lookup), so a hit always yields what deriving again would.
+type identityCache[K comparable] = slotCache[K, derivedIdentity]
 
-type identityEntry[K comparable] struct {
-	key K
+// derivedIdentity is what a verified credential yields.
+type derivedIdentity struct {
 	id  *Identity
 	set []Header
 }
 
 func newIdentityCache[K comparable](slots int) *identityCache[K] {
-	return &identityCache[K]{
+	return newSlotCache[K, derivedIdentity](slots)
+}
+
+// slotCache is a bounded, lock-free, direct-mapped cache: each key hashes to
+// one slot, and a newer entry simply replaces the older one. A lookup costs
+// one hash and one atomic load; a miss costs one small allocation. It suits
+// values that are cheap to rebuild and keys that repeat.
+type slotCache[K comparable, V any] struct {
+	seed  maphash.Seed
+	mask  uint64
+	slots []atomic.Pointer[slotEntry[K, V]]
+}
+
+type slotEntry[K comparable, V any] struct {
+	key K
+	val V
+}
+
+// newSlotCache returns a cache of slots entries; slots must be a power of
+// two.
+func newSlotCache[K comparable, V any](slots int) *slotCache[K, V] {
+	return &slotCache[K, V]{
 		seed:  maphash.MakeSeed(),
 		mask:  uint64(slots - 1),
-		slots: make([]atomic.Pointer[identityEntry[K]], slots),
+		slots: make([]atomic.Pointer[slotEntry[K, V]], slots),
 	}
 }
 
-func (c *identityCache[K]) slot(k K) *atomic.Pointer[identityEntry[K]] {
+func (c *slotCache[K, V]) slot(k K) *atomic.Pointer[slotEntry[K, V]] {
 	return &c.slots[maphash.Comparable(c.seed, k)&c.mask]
 }
 
-func (c *identityCache[K]) get(k K) *identityEntry[K] {
+// get returns the value cached for k.
+func (c *slotCache[K, V]) get(k K) (v V, ok bool) {
 	if e := c.slot(k).Load(); e != nil && e.key == k {
-		return e
+		return e.val, true
 	}
-	return nil
+	return v, false
 }
 
-func (c *identityCache[K]) put(k K, id *Identity, set []Header) {
-	c.slot(k).Store(&identityEntry[K]{key: k, id: id, set: set})
+// put caches v for k, replacing whatever shared its slot.
+func (c *slotCache[K, V]) put(k K, v V) {
+	c.slot(k).Store(&slotEntry[K, V]{key: k, val: v})
 }
 
 // jwtReason maps a jwks error to a reason. Unknown errors fail closed as

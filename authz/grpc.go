@@ -15,12 +15,15 @@ import (
 // GRPC adapts a Server to Envoy's ext_authz v3 Authorization service.
 type GRPC struct {
 	authv3.UnimplementedAuthorizationServer
-	s *Server
+	s  *Server
+	ok *slotCache[okKey, okParts]
 }
 
 // GRPC returns the Envoy ext_authz v3 gRPC front end of s, to register with
 // authv3.RegisterAuthorizationServer.
-func (s *Server) GRPC() *GRPC { return &GRPC{s: s} }
+func (s *Server) GRPC() *GRPC {
+	return &GRPC{s: s, ok: newSlotCache[okKey, okParts](okCacheSlots)}
+}
 
 // Check answers one Envoy ext_authz request. It never returns an error: every
 // failure is a denial that Envoy forwards to the client, so Envoy's
@@ -47,32 +50,88 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 	if d.Code != Allowed {
 		return g.s.deny.grpcResponse(d.Reason), nil
 	}
-	return okResponse(&d), nil
+	return g.okResponse(&d), nil
+}
+
+// okCacheSlots is the size of the cache of allowed-response parts.
+const okCacheSlots = 8192
+
+// okKey identifies the parts of an allowed CheckResponse that do not depend
+// on the request's own headers: the identity (shared by every decision for
+// the same cached credential), its headers, and the route.
+type okKey struct {
+	id     *Identity
+	set    *Header // &Set[0], nil when nothing is set
+	nset   int
+	route  string
+	reason Reason
+}
+
+// okParts are the identity headers as header options and the dynamic
+// metadata of an allowed decision. They are shared by every response built
+// from them, which only the gRPC encoder reads (concurrent marshalling of
+// one message is safe), like the prebuilt denials.
+type okParts struct {
+	headers []*corev3.HeaderValueOption
+	md      *structpb.Struct
+}
+
+// okStatus is the status of every allowed CheckResponse (read-only).
+var okStatus = &rpcstatus.Status{Code: int32(codes.OK)}
+
+// okMessage holds the per-check messages of an allowed CheckResponse in one
+// allocation.
+type okMessage struct {
+	resp authv3.CheckResponse
+	http authv3.CheckResponse_OkResponse
+	ok   authv3.OkHttpResponse
 }
 
 // okResponse builds the allowed CheckResponse: identity headers with
 // OVERWRITE_IF_EXISTS_OR_ADD set explicitly, headers_to_remove, and the
-// identity as dynamic metadata.
-func okResponse(d *Decision) *authv3.CheckResponse {
-	n := len(d.Set)
+// identity as dynamic metadata. The headers and metadata are built once per
+// cached identity and route.
+func (g *GRPC) okResponse(d *Decision) *authv3.CheckResponse {
+	k := okKey{id: d.Identity, nset: len(d.Set), route: d.Route, reason: d.Reason}
+	if len(d.Set) > 0 {
+		k.set = &d.Set[0]
+	}
+	p, ok := g.ok.get(k)
+	if !ok {
+		p = okParts{headers: headerOptions(d.Set), md: identityMetadata(d)}
+		if d.Identity != nil || len(d.Set) == 0 {
+			// An identity keeps its key unique while cached; without one
+			// (a public route) the key is the route alone.
+			g.ok.put(k, p)
+		}
+	}
+	m := &okMessage{}
+	m.ok.Headers = p.headers
+	m.ok.HeadersToRemove = d.Remove
+	m.http.OkResponse = &m.ok
+	m.resp.Status = okStatus
+	m.resp.HttpResponse = &m.http
+	m.resp.DynamicMetadata = p.md
+	return &m.resp
+}
+
+// headerOptions turns set into header options with OVERWRITE_IF_EXISTS_OR_ADD.
+func headerOptions(set []Header) []*corev3.HeaderValueOption {
+	n := len(set)
+	if n == 0 {
+		return nil
+	}
 	values := make([]corev3.HeaderValue, n)
 	options := make([]corev3.HeaderValueOption, n)
 	ptrs := make([]*corev3.HeaderValueOption, n)
-	for i, h := range d.Set {
+	for i, h := range set {
 		values[i].Key = h.Name
 		values[i].Value = h.Value
 		options[i].Header = &values[i]
 		options[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		ptrs[i] = &options[i]
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         ptrs,
-			HeadersToRemove: d.Remove,
-		}},
-		DynamicMetadata: identityMetadata(d),
-	}
+	return ptrs
 }
 
 // identityMetadata is the decision as Envoy dynamic metadata under the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -77,9 +78,9 @@ func (s *Server) Engine() *Engine { return s.engine.Load() }
 func (s *Server) decide(ctx context.Context, t Transport, r *Request, requestID string) Decision {
 	start := time.Now()
 	st := s.settings.Load()
-	ctx, cancel := context.WithTimeout(ctx, st.timeout)
-	d := s.safeDecide(ctx, r)
-	cancel()
+	cc := &checkContext{Context: ctx, deadline: start.Add(st.timeout)}
+	d := s.safeDecide(cc, r)
+	cc.release()
 	elapsed := time.Since(start)
 	s.metrics.observe(t, d.Method, d.Code, elapsed.Seconds())
 	if d.Code != Allowed || st.sample >= 1 || (st.sample > 0 && rand.Float64() < st.sample) {
@@ -136,4 +137,92 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 		}
 	}
 	s.logger.LogAttrs(context.Background(), level, "decision", attrs...)
+}
+
+// checkContext is the caller's context bounded by the check timeout, like
+// context.WithDeadline, but it arms no timer until something waits on Done
+// (a Redis round trip, a JWKS refresh). A decision answered from the caches
+// never blocks, so it only compares the clock in Err instead of paying for a
+// timer and its cancellation on every check.
+type checkContext struct {
+	context.Context // the caller's
+	deadline        time.Time
+	mu              sync.Mutex
+	timed           atomic.Pointer[timedContext] // set on the first Done
+	released        atomic.Bool
+}
+
+type timedContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// Deadline returns the check deadline, or the caller's when it is earlier.
+func (c *checkContext) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.deadline) {
+		return d, true
+	}
+	return c.deadline, true
+}
+
+// Done arms the deadline on first use: from then on the context is a real
+// context.WithDeadline of the caller's.
+func (c *checkContext) Done() <-chan struct{} {
+	return c.arm().Done()
+}
+
+func (c *checkContext) arm() context.Context {
+	if t := c.timed.Load(); t != nil {
+		return t.ctx
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.timed.Load(); t != nil {
+		return t.ctx
+	}
+	ctx, cancel := context.WithDeadline(c.Context, c.deadline)
+	if c.released.Load() {
+		cancel()
+	}
+	c.timed.Store(&timedContext{ctx: ctx, cancel: cancel})
+	return ctx
+}
+
+// Err reports context.DeadlineExceeded once the deadline has passed, and the
+// caller's error once the caller's context is done.
+func (c *checkContext) Err() error {
+	if t := c.timed.Load(); t != nil {
+		return t.ctx.Err()
+	}
+	if c.released.Load() {
+		return context.Canceled
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value answers from the armed context once there is one, so that contexts
+// derived from this one (context.WithTimeout in a Redis client) attach to
+// its cancellation, and context.Cause sees it.
+func (c *checkContext) Value(key any) any {
+	if t := c.timed.Load(); t != nil {
+		return t.ctx.Value(key)
+	}
+	return c.Context.Value(key)
+}
+
+// release stops the timer, if one was armed. The context counts as
+// cancelled from then on, like after the cancel of context.WithDeadline.
+func (c *checkContext) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.released.Store(true)
+	if t := c.timed.Load(); t != nil {
+		t.cancel()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -129,7 +130,7 @@ func (k *keysCmd) open(ctx context.Context) (*apikeys.Store, int) {
 	}
 	// The store's own log lines (connection warnings) would only repeat the
 	// error that the operation returns.
-	s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: slog.New(slog.DiscardHandler)})
+	s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: slog.New(slog.DiscardHandler), Password: os.Getenv("REDIS_PASSWORD")})
 	if err != nil {
 		return nil, k.fail(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Set with -ldflags "-X main.version=... -X main.revision=...".
@@ -34,6 +36,9 @@ Usage:
 `
 
 func main() {
+	// go-redis writes connection errors to stderr through a global logger;
+	// the CLI reports failures itself, and serve installs a JSON adapter.
+	redis.SetLogger(discardRedisLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -87,3 +92,7 @@ func buildVersion() (v, r string) {
 	}
 	return v, r
 }
+
+type discardRedisLogger struct{}
+
+func (discardRedisLogger) Printf(context.Context, string, ...any) {}

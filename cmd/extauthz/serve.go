@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -107,7 +108,7 @@ func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*p
 	if prev != nil && reflect.DeepEqual(prev.cfg.APIKeys, cfg.APIKeys) {
 		p.store = prev.store
 	} else {
-		s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: logger.With("component", "apikeys"), Metrics: m.apikeys})
+		s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: logger.With("component", "apikeys"), Metrics: m.apikeys, Password: os.Getenv("REDIS_PASSWORD")})
 		if err != nil {
 			return fail(fmt.Errorf("api_keys: %w", err))
 		}
@@ -224,6 +225,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level}))
+	// go-redis logs connection failures through a global logger on stderr;
+	// route them into the JSON log at debug level (outages are already
+	// reported by extauthz_redis_errors_total, readiness and Warn lines).
+	redis.SetLogger(redisLogger{logger.With("component", "go-redis")})
 	for _, w := range cfg.Warnings() {
 		logger.Warn("config warning", "warning", w)
 	}
@@ -255,9 +260,6 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 	s.state.Store(&readiness{Checks: map[string]string{}})
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	if p.store != nil && p.store.Embedded() {
-		logger.Warn("api keys use the embedded store: development only (no sharing between replicas)", "file", cfg.APIKeys.File)
-	}
 
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Server.GRPCMaxRecvBytes),
@@ -532,4 +534,11 @@ func (s *server) adminHandler(withPprof bool) http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// redisLogger adapts go-redis's internal logging to slog.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
