@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
@@ -246,7 +249,8 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	})
 
-	bad := rs[:len(rs)-4] + flipB64(rs[len(rs)-4:])
+	dot := strings.LastIndexByte(rs, '.')
+	bad := rs[:dot+1] + flipB64(rs[dot+1:dot+9]) + rs[dot+9:] // decodes, does not verify
 	b.Run("deny_bad_signature", func(b *testing.B) {
 		run(b, env.cached, envoyRequest("authorization", "Bearer "+bad), InvalidToken)
 	})
@@ -255,8 +259,8 @@ func BenchmarkDecide(b *testing.B) {
 	})
 }
 
-// flipB64 changes every character of a base64url tail so the signature no
-// longer verifies but still decodes.
+// flipB64 changes every character of s (base64url from the middle of a
+// segment) to another base64url character.
 func flipB64(s string) string {
 	out := []byte(s)
 	for i, c := range out {
@@ -368,11 +372,37 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	})
 
+	// Over loopback TCP, with the standard codec and with g.Codec(), which
+	// sends cached responses from bytes encoded once.
+	for _, c := range []struct {
+		name string
+		opts []grpc.ServerOption
+	}{
+		{"loopback", nil},
+		{"loopback_codec", []grpc.ServerOption{grpc.ForceServerCodecV2(g.Codec())}},
+	} {
+		client := loopbackClient(b, g, c.opts...)
+		b.Run("jwt_cached_"+c.name, func(b *testing.B) {
+			resp, err := client.Check(ctx, req)
+			check(b, resp, err)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Check(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// loopbackClient serves g on a loopback TCP port and returns a client of it.
+func loopbackClient(b *testing.B, g *GRPC, opts ...grpc.ServerOption) authv3.AuthorizationClient {
+	b.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.MaxConcurrentStreams(1024))
+	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxConcurrentStreams(1024)}, opts...)...)
 	authv3.RegisterAuthorizationServer(gs, g)
 	go func() { _ = gs.Serve(lis) }()
 	b.Cleanup(gs.Stop)
@@ -381,28 +411,238 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
+	return authv3.NewAuthorizationClient(conn)
+}
 
-	b.Run("jwt_cached_loopback", func(b *testing.B) {
-		resp, err := client.Check(ctx, req)
-		check(b, resp, err)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := client.Check(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("jwt_cached_loopback_parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := client.Check(ctx, req); err != nil {
-					b.Error(err)
-					return
+// The tests below pin the behaviour of the hot-path shortcuts measured
+// above: each cached or shared value is what building it afresh gives.
+
+// TestEngine_CachedIdentityMatchesFresh: a decision answered from the
+// identity cache equals the first (uncached) one and one from a new Engine,
+// and a slot shared by two credentials never hands one's identity to the
+// other.
+func TestEngine_CachedIdentityMatchesFresh(t *testing.T) {
+	reqs := []*Request{
+		req("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice, "x-auth-roles", "admin"),
+		req("GET", "/v1/models", "authorization", "Bearer "+jwtBob),
+		req("POST", "/v1/chat/completions", "x-api-key", keyCarol),
+		req("GET", "/v1/models", "authorization", "Bearer "+jwtOdd),
+		req("POST", "/v1/chat/completions", "authorization", "Bearer "+keyCarol, "x-api-key", keyCarol),
+	}
+	ctx := context.Background()
+	shared := newTestEngine(t, nil)
+	tiny := newTestEngine(t, nil)
+	tiny.jwtIDs = newIdentityCache[*jwks.Claims](1) // every credential shares the one slot
+	tiny.keyIDs = newIdentityCache[*apikeys.Record](1)
+	for round := range 3 {
+		for i, r := range reqs {
+			want := newTestEngine(t, nil).Decide(ctx, r)
+			for name, e := range map[string]*Engine{"cached": shared, "one slot": tiny} {
+				got := e.Decide(ctx, r)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("round %d, request %d, %s engine: decision differs from a fresh engine's (-want +got):\n%s", round, i, name, diff)
 				}
 			}
+		}
+	}
+	a := shared.Decide(ctx, reqs[1])
+	b := shared.Decide(ctx, reqs[1])
+	if a.Identity != b.Identity || &a.Set[0] != &b.Set[0] {
+		t.Errorf("the same credential twice built its identity twice: the cache did not answer")
+	}
+}
+
+// TestEngine_RemovalsShareCommonLists: removals answers the common cases
+// with the shared lists (and removalOf recognises them), and any other case
+// with a list of its own.
+func TestEngine_RemovalsShareCommonLists(t *testing.T) {
+	e := newTestEngine(t, nil)
+	set := []Header{{"x-auth-subject", "alice"}}
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    []string
+		kind    removalKind
+	}{
+		{"nothing to remove", map[string]string{"accept": "*/*"}, nil, removalNone},
+		{"authorization", map[string]string{"authorization": "Bearer x"}, []string{"authorization"}, removalAuthorization},
+		{"x-api-key", map[string]string{"x-api-key": "k"}, []string{"x-api-key"}, removalAPIKey},
+		{"both", map[string]string{"authorization": "a", "x-api-key": "k"}, []string{"authorization", "x-api-key"}, removalBoth},
+		{"a header this decision sets", map[string]string{"authorization": "a", "x-auth-subject": "m"}, []string{"authorization"}, removalAuthorization},
+		{"a forged identity header", map[string]string{"authorization": "a", "x-auth-roles": "admin"}, []string{"authorization", "x-auth-roles"}, removalOther},
+		{"a forged claim header", map[string]string{"x-auth-email": "ceo@example.com"}, []string{"x-auth-email"}, removalOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := e.removals(tt.headers, set)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("removals (-want +got):\n%s", diff)
+			}
+			if k := removalOf(got); k != tt.kind {
+				t.Errorf("removalOf = %d, want %d", k, tt.kind)
+			}
 		})
+	}
+}
+
+// TestCheckContext: the lazily armed check context behaves like
+// context.WithDeadline of the caller's context, then cancel.
+func TestCheckContext(t *testing.T) {
+	bg := context.Background()
+	soon := func() time.Time { return time.Now().Add(30 * time.Millisecond) }
+	waitDone := func(t *testing.T, ctx context.Context) {
+		t.Helper()
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("Done did not close within 5s")
+		}
+	}
+	t.Run("live before the deadline, with its deadline", func(t *testing.T) {
+		dl := time.Now().Add(time.Hour)
+		c := &checkContext{Context: bg, deadline: dl}
+		if err := c.Err(); err != nil {
+			t.Errorf("Err = %v, want nil", err)
+		}
+		if got, ok := c.Deadline(); !ok || !got.Equal(dl) {
+			t.Errorf("Deadline = %v %v, want %v true", got, ok, dl)
+		}
 	})
+	t.Run("the caller's earlier deadline wins", func(t *testing.T) {
+		parent, cancel := context.WithDeadline(bg, time.Now().Add(time.Minute))
+		defer cancel()
+		want, _ := parent.Deadline()
+		c := &checkContext{Context: parent, deadline: time.Now().Add(time.Hour)}
+		if got, _ := c.Deadline(); !got.Equal(want) {
+			t.Errorf("Deadline = %v, want the caller's %v", got, want)
+		}
+	})
+	t.Run("past the deadline without a timer", func(t *testing.T) {
+		c := &checkContext{Context: bg, deadline: time.Now().Add(-time.Millisecond)}
+		if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Err = %v, want DeadlineExceeded", err)
+		}
+		if c.timed.Load() != nil {
+			t.Error("Err armed a timer")
+		}
+	})
+	t.Run("Done closes at the deadline", func(t *testing.T) {
+		c := &checkContext{Context: bg, deadline: soon()}
+		waitDone(t, c)
+		if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Err = %v, want DeadlineExceeded", err)
+		}
+		if err := context.Cause(c); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Cause = %v, want DeadlineExceeded", err)
+		}
+	})
+	t.Run("a derived timeout ends with the check", func(t *testing.T) {
+		c := &checkContext{Context: bg, deadline: soon()}
+		child, cancel := context.WithTimeout(c, time.Hour) // as a Redis client does
+		defer cancel()
+		if dl, _ := child.Deadline(); !dl.Equal(c.deadline) {
+			t.Errorf("child deadline %v, want the check's %v", dl, c.deadline)
+		}
+		waitDone(t, child)
+		if err := child.Err(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("child Err = %v, want DeadlineExceeded", err)
+		}
+	})
+	t.Run("the caller's cancellation", func(t *testing.T) {
+		parent, cancel := context.WithCancel(bg)
+		c := &checkContext{Context: parent, deadline: time.Now().Add(time.Hour)}
+		cancel()
+		if err := c.Err(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Err = %v, want Canceled", err)
+		}
+		waitDone(t, c)
+	})
+	t.Run("the caller's cancellation reaches a derived context", func(t *testing.T) {
+		parent, cancel := context.WithCancel(bg)
+		c := &checkContext{Context: parent, deadline: time.Now().Add(time.Hour)}
+		child, cancelChild := context.WithCancel(c)
+		defer cancelChild()
+		cancel()
+		waitDone(t, child)
+	})
+	t.Run("release cancels, armed or not", func(t *testing.T) {
+		for _, armed := range []bool{false, true} {
+			c := &checkContext{Context: bg, deadline: time.Now().Add(time.Hour)}
+			if armed {
+				_ = c.Done()
+			}
+			c.release()
+			if err := c.Err(); !errors.Is(err, context.Canceled) {
+				t.Errorf("armed %v: Err after release = %v, want Canceled", armed, err)
+			}
+			waitDone(t, c)
+		}
+	})
+}
+
+// TestGRPC_SharedResponses: allowed responses are shared per identity and
+// route, and the codec sends every shared response (allowed and denied) as
+// bytes that decode to exactly that response; a response built for one
+// check is left to the standard codec.
+func TestGRPC_SharedResponses(t *testing.T) {
+	s := NewServer(newTestEngine(t, nil), ServerOptions{}, discardLogger(), NewMetrics(newRegistry()))
+	g := s.GRPC()
+	c := g.Codec()
+	ctx := context.Background()
+	check := func(method, path string, headers ...string) *authv3.CheckResponse {
+		h := map[string]string{}
+		for i := 0; i+1 < len(headers); i += 2 {
+			h[headers[i]] = headers[i+1]
+		}
+		resp, err := g.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Host: "llm.example.com", Headers: h}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	roundTrip := func(t *testing.T, resp *authv3.CheckResponse) {
+		t.Helper()
+		data, err := c.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got authv3.CheckResponse
+		if err := c.Unmarshal(data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(resp, &got, protocmp.Transform()); diff != "" {
+			t.Errorf("encoded response decodes differently (-sent +decoded):\n%s", diff)
+		}
+	}
+
+	alice := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice)
+	if g.encoded(alice) != nil {
+		t.Error("a response used once was encoded for keeps")
+	}
+	if again := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice); again != alice {
+		t.Error("the same identity and route built a second response")
+	}
+	if g.encoded(alice) == nil {
+		t.Error("the codec does not know the shared allowed response")
+	}
+	models := check("GET", "/v1/models", "authorization", "Bearer "+jwtAlice)
+	if models == alice || models.GetDynamicMetadata().GetFields()["route"].GetStringValue() != "models" {
+		t.Errorf("another route answered with the first route's response: %v", models.GetDynamicMetadata())
+	}
+	forged := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice, "x-auth-key-id", "forged")
+	if g.encoded(forged) != nil || forged == alice {
+		t.Error("a response with a per-request removal list was shared")
+	}
+	if diff := cmp.Diff([]string{"authorization", "x-auth-key-id"}, forged.GetOkResponse().GetHeadersToRemove()); diff != "" {
+		t.Errorf("headers_to_remove (-want +got):\n%s", diff)
+	}
+	denied := check("POST", "/v1/chat/completions")
+	if g.encoded(denied) == nil {
+		t.Error("the codec does not know the prebuilt denial")
+	}
+	for name, resp := range map[string]*authv3.CheckResponse{"allowed": alice, "other route": models, "per request": forged, "denied": denied,
+		"public": check("GET", "/healthz", "x-auth-subject", "x")} {
+		t.Run(name, func(t *testing.T) { roundTrip(t, resp) })
+	}
 }

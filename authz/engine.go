@@ -98,9 +98,6 @@ type Engine struct {
 	// mapping, sorting and joining.
 	jwtIDs *identityCache[*jwks.Claims]
 	keyIDs *identityCache[*apikeys.Record]
-	// rmAuth, rmKey and rmBoth are the removal lists of the common case: no
-	// client-sent identity header, only the credential headers to strip.
-	rmAuth, rmKey, rmBoth []string
 }
 
 // identityNames are the identity header names under the configured prefix.
@@ -134,9 +131,6 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		mapper:       deps.Mapper,
 		jwtIDs:       newIdentityCache[*jwks.Claims](identityCacheSlots),
 		keyIDs:       newIdentityCache[*apikeys.Record](identityCacheSlots),
-		rmAuth:       []string{"authorization"},
-		rmKey:        []string{"x-api-key"},
-		rmBoth:       []string{"authorization", "x-api-key"},
 		names: identityNames{
 			subject: h.Prefix + "subject",
 			method:  h.Prefix + "method",
@@ -310,8 +304,8 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 }
 
 // identityCacheSlots is the size of each identity cache. At most this many
-// derived identities (a few hundred bytes each, plus the Claims or Record
-// they keep alive) are held per Engine.
+// derived identities (about 600 bytes each, plus the Claims or Record they
+// keep alive) are held per Engine and credential kind.
 const identityCacheSlots = 8192
 
 // identityCache maps a verified credential's Claims or Record, by pointer,
@@ -508,11 +502,12 @@ var base64URLAlphabet = func() (t [256]bool) {
 
 // isBase64URL reports whether every byte of s is in the base64url alphabet.
 func isBase64URL(s string) bool {
-	ok := true
 	for i := 0; i < len(s); i++ {
-		ok = ok && base64URLAlphabet[s[i]]
+		if !base64URLAlphabet[s[i]] {
+			return false
+		}
 	}
-	return ok
+	return true
 }
 
 // identityHeaders returns the headers to set upstream for id.
@@ -562,11 +557,11 @@ func (e *Engine) removals(h map[string]string, set []Header) []string {
 			// a shared list rather than allocate one per check.
 			switch {
 			case auth && key:
-				return e.rmBoth
+				return removeBoth
 			case auth:
-				return e.rmAuth
+				return removeAuthorization
 			case key:
-				return e.rmKey
+				return removeAPIKey
 			}
 			return nil
 		}
@@ -581,6 +576,41 @@ func (e *Engine) removals(h map[string]string, set []Header) []string {
 		slices.Sort(out)
 	}
 	return out
+}
+
+// The removal lists of the common case, when no client-sent identity header
+// is to be removed, only the credential headers to strip. Every decision
+// shares them: read-only.
+var (
+	removeAuthorization = []string{"authorization"}
+	removeAPIKey        = []string{"x-api-key"}
+	removeBoth          = []string{"authorization", "x-api-key"}
+)
+
+// removalKind says which shared removal list a decision carries, so the
+// front ends can share what they build from it.
+type removalKind uint8
+
+const (
+	removalNone removalKind = iota
+	removalAuthorization
+	removalAPIKey
+	removalBoth
+	removalOther // built for one request
+)
+
+func removalOf(rm []string) removalKind {
+	switch {
+	case len(rm) == 0:
+		return removalNone
+	case &rm[0] == &removeAuthorization[0]:
+		return removalAuthorization
+	case &rm[0] == &removeAPIKey[0]:
+		return removalAPIKey
+	case &rm[0] == &removeBoth[0]:
+		return removalBoth
+	}
+	return removalOther
 }
 
 func setsHeader(set []Header, name string) bool {

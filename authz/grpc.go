@@ -3,31 +3,58 @@ package authz
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // GRPC adapts a Server to Envoy's ext_authz v3 Authorization service.
 type GRPC struct {
 	authv3.UnimplementedAuthorizationServer
-	s  *Server
-	ok *slotCache[okKey, okParts]
+	s *Server
+	// ok caches the allowed responses of the common case, shared by every
+	// check with the same identity, route and removal list.
+	ok *slotCache[okKey, *okEntry]
+	// wire finds the cache entry of a response the codec is asked to
+	// encode; denied holds the encoded prebuilt denials.
+	wire   *slotCache[*authv3.CheckResponse, *okEntry]
+	denied map[*authv3.CheckResponse][]byte
+	std    encoding.CodecV2
 }
 
 // GRPC returns the Envoy ext_authz v3 gRPC front end of s, to register with
-// authv3.RegisterAuthorizationServer.
+// authv3.RegisterAuthorizationServer. Serve it with
+// grpc.ForceServerCodecV2(g.Codec()) so that the responses it caches are
+// sent without being encoded again.
 func (s *Server) GRPC() *GRPC {
-	return &GRPC{s: s, ok: newSlotCache[okKey, okParts](okCacheSlots)}
+	g := &GRPC{
+		s:      s,
+		ok:     newSlotCache[okKey, *okEntry](okCacheSlots),
+		wire:   newSlotCache[*authv3.CheckResponse, *okEntry](okCacheSlots),
+		denied: make(map[*authv3.CheckResponse][]byte, len(s.deny.byReason)),
+		std:    encoding.GetCodecV2(grpcproto.Name),
+	}
+	for _, d := range s.deny.byReason {
+		if b, err := deterministic.Marshal(d.grpc); err == nil {
+			g.denied[d.grpc] = b
+		}
+	}
+	return g
 }
 
 // Check answers one Envoy ext_authz request. It never returns an error: every
 // failure is a denial that Envoy forwards to the client, so Envoy's
-// failure_mode_allow never decides.
+// failure_mode_allow never decides. The response may be shared with other
+// checks: it must not be modified.
 func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
@@ -53,27 +80,31 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 	return g.okResponse(&d), nil
 }
 
-// okCacheSlots is the size of the cache of allowed-response parts.
-const okCacheSlots = 8192
+// okCacheSlots is the size of the cache of allowed responses. An entry (the
+// response, its headers and metadata, and its encoding) takes about 2 KB, so
+// the cache holds at most about 8 MB.
+const okCacheSlots = 4096
 
-// okKey identifies the parts of an allowed CheckResponse that do not depend
-// on the request's own headers: the identity (shared by every decision for
-// the same cached credential), its headers, and the route.
+// okKey identifies an allowed CheckResponse whose every part is shared: the
+// identity (one per cached credential, see Engine), its headers, the route,
+// and which of the shared removal lists the decision carries.
 type okKey struct {
-	id     *Identity
-	set    *Header // &Set[0], nil when nothing is set
-	nset   int
-	route  string
-	reason Reason
+	id      *Identity
+	set     *Header // &Set[0], nil when nothing is set
+	nset    int
+	route   string
+	reason  Reason
+	removal removalKind
 }
 
-// okParts are the identity headers as header options and the dynamic
-// metadata of an allowed decision. They are shared by every response built
-// from them, which only the gRPC encoder reads (concurrent marshalling of
-// one message is safe), like the prebuilt denials.
-type okParts struct {
-	headers []*corev3.HeaderValueOption
-	md      *structpb.Struct
+// okEntry is a cached allowed response, and its encoding once the codec has
+// made it. Only a response that was used again is encoded for keeps: with
+// more active identities than slots, most entries are replaced before their
+// second use, and they go to the standard codec like an uncached response.
+type okEntry struct {
+	resp   *authv3.CheckResponse
+	reused atomic.Bool
+	wire   atomic.Pointer[[]byte]
 }
 
 // okStatus is the status of every allowed CheckResponse (read-only).
@@ -87,31 +118,41 @@ type okMessage struct {
 	ok   authv3.OkHttpResponse
 }
 
-// okResponse builds the allowed CheckResponse: identity headers with
+// okResponse returns the allowed CheckResponse: identity headers with
 // OVERWRITE_IF_EXISTS_OR_ADD set explicitly, headers_to_remove, and the
-// identity as dynamic metadata. The headers and metadata are built once per
-// cached identity and route.
+// identity as dynamic metadata. In the common case (the removal list is one
+// of the shared ones) the whole response is built once per identity and
+// route and then shared; only the gRPC encoder reads it, and marshalling
+// one message concurrently is safe, as for the prebuilt denials.
 func (g *GRPC) okResponse(d *Decision) *authv3.CheckResponse {
-	k := okKey{id: d.Identity, nset: len(d.Set), route: d.Route, reason: d.Reason}
+	k := okKey{id: d.Identity, nset: len(d.Set), route: d.Route, reason: d.Reason, removal: removalOf(d.Remove)}
 	if len(d.Set) > 0 {
 		k.set = &d.Set[0]
 	}
-	p, ok := g.ok.get(k)
-	if !ok {
-		p = okParts{headers: headerOptions(d.Set), md: identityMetadata(d)}
-		if d.Identity != nil || len(d.Set) == 0 {
-			// An identity keeps its key unique while cached; without one
-			// (a public route) the key is the route alone.
-			g.ok.put(k, p)
+	// Without an identity (a public route) the key is the route alone,
+	// which is unique too; a removal list built for this request is not
+	// shared.
+	cacheable := k.removal != removalOther && (d.Identity != nil || len(d.Set) == 0)
+	if cacheable {
+		if e, ok := g.ok.get(k); ok {
+			if !e.reused.Load() {
+				e.reused.Store(true)
+			}
+			return e.resp
 		}
 	}
 	m := &okMessage{}
-	m.ok.Headers = p.headers
+	m.ok.Headers = headerOptions(d.Set)
 	m.ok.HeadersToRemove = d.Remove
 	m.http.OkResponse = &m.ok
 	m.resp.Status = okStatus
 	m.resp.HttpResponse = &m.http
-	m.resp.DynamicMetadata = p.md
+	m.resp.DynamicMetadata = identityMetadata(d)
+	if cacheable {
+		e := &okEntry{resp: &m.resp}
+		g.ok.put(k, e)
+		g.wire.put(e.resp, e)
+	}
 	return &m.resp
 }
 
@@ -121,45 +162,122 @@ func headerOptions(set []Header) []*corev3.HeaderValueOption {
 	if n == 0 {
 		return nil
 	}
-	values := make([]corev3.HeaderValue, n)
-	options := make([]corev3.HeaderValueOption, n)
+	type option struct {
+		value  corev3.HeaderValue
+		option corev3.HeaderValueOption
+	}
+	opts := make([]option, n)
 	ptrs := make([]*corev3.HeaderValueOption, n)
 	for i, h := range set {
-		values[i].Key = h.Name
-		values[i].Value = h.Value
-		options[i].Header = &values[i]
-		options[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		ptrs[i] = &options[i]
+		o := &opts[i]
+		o.value.Key = h.Name
+		o.value.Value = h.Value
+		o.option.Header = &o.value
+		o.option.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		ptrs[i] = &o.option
 	}
 	return ptrs
+}
+
+// deterministic encodes the responses that are sent many times, so the
+// same decision always produces the same bytes.
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// Codec returns the gRPC codec to serve g with (grpc.ForceServerCodecV2):
+// the standard protobuf codec, except that the responses g shares (the
+// prebuilt denials and the cached allowed responses) are encoded once and
+// then sent from those bytes. Encoding an allowed response, whose dynamic
+// metadata is a protobuf map, otherwise costs about as much as the rest of
+// the check. Every other message, of every service on the server, goes to
+// the standard codec.
+func (g *GRPC) Codec() encoding.CodecV2 { return codec{g} }
+
+type codec struct{ g *GRPC }
+
+// Name is the standard codec's: the content-subtype stays "proto".
+func (c codec) Name() string { return grpcproto.Name }
+
+// Marshal encodes v, from the cached bytes when v is a shared response.
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if resp, ok := v.(*authv3.CheckResponse); ok {
+		if b := c.g.encoded(resp); b != nil {
+			return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+		}
+	}
+	return c.g.std.Marshal(v)
+}
+
+// Unmarshal is the standard codec's.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.g.std.Unmarshal(data, v) }
+
+// encoded returns the encoding of a shared response, making it on first use,
+// or nil for a response built for one check only.
+func (g *GRPC) encoded(resp *authv3.CheckResponse) []byte {
+	if b, ok := g.denied[resp]; ok {
+		return b
+	}
+	e, ok := g.wire.get(resp)
+	if !ok || !e.reused.Load() {
+		return nil
+	}
+	if b := e.wire.Load(); b != nil {
+		return *b
+	}
+	b, err := deterministic.Marshal(resp)
+	if err != nil {
+		return nil
+	}
+	e.wire.Store(&b)
+	return b
 }
 
 // identityMetadata is the decision as Envoy dynamic metadata under the
 // ext_authz filter's namespace, for access logs and later filters.
 func identityMetadata(d *Decision) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 8)
-	f["outcome"] = structpb.NewStringValue(d.Code.String())
-	f["reason"] = structpb.NewStringValue(string(d.Reason))
+	m := &metadataBuilder{s: structpb.Struct{Fields: make(map[string]*structpb.Value, 9)}}
+	m.add("outcome", d.Code.String())
+	m.add("reason", string(d.Reason))
 	if d.Route != "" {
-		f["route"] = structpb.NewStringValue(d.Route)
+		m.add("route", d.Route)
 	}
 	if id := d.Identity; id != nil {
-		f["subject"] = structpb.NewStringValue(id.Subject)
-		f["method"] = structpb.NewStringValue(id.Method.String())
+		m.add("subject", id.Subject)
+		m.add("method", id.Method.String())
 		if id.Issuer != "" {
-			f["issuer"] = structpb.NewStringValue(id.Issuer)
+			m.add("issuer", id.Issuer)
 		}
 		if id.KeyID != "" {
-			f["key_id"] = structpb.NewStringValue(id.KeyID)
+			m.add("key_id", id.KeyID)
 		}
 		if len(id.Roles) > 0 {
-			f["roles"] = structpb.NewStringValue(strings.Join(id.Roles, ","))
+			m.add("roles", strings.Join(id.Roles, ","))
 		}
 		if len(id.Groups) > 0 {
-			f["groups"] = structpb.NewStringValue(strings.Join(id.Groups, ","))
+			m.add("groups", strings.Join(id.Groups, ","))
 		}
 	}
-	return &structpb.Struct{Fields: f}
+	return &m.s
+}
+
+// metadataBuilder holds the metadata Struct and its (at most 9) string
+// values in one allocation instead of two per value.
+type metadataBuilder struct {
+	s    structpb.Struct
+	n    int
+	vals [9]structpb.Value
+	strs [9]structpb.Value_StringValue
+}
+
+func (m *metadataBuilder) add(key, v string) {
+	i := m.n
+	if i == len(m.vals) {
+		m.s.Fields[key] = structpb.NewStringValue(v)
+		return
+	}
+	m.n++
+	m.strs[i].StringValue = v
+	m.vals[i].Kind = &m.strs[i]
+	m.s.Fields[key] = &m.vals[i]
 }
 
 // headerMapToMap flattens Envoy's HeaderMap (sent instead of headers when

@@ -100,7 +100,7 @@ func hasPathPrefix(p, prefix string) bool {
 // slashes, and dot segments and repeated slashes resolved, so that
 // /healthz/../v1/chat/completions or /v1%2Fchat/completions cannot reach a
 // route under the cover of another. ok is false for a path that cannot be
-// decoded; such a request matches no route. The common clean path is returned
+// decoded or was percent-encoded twice; such a request matches no route. The common clean path is returned
 // without allocating.
 func canonicalPath(raw string) (p string, ok bool) {
 	if i := strings.IndexAny(raw, "?#"); i >= 0 {
@@ -114,7 +114,10 @@ func canonicalPath(raw string) (p string, ok bool) {
 	}
 	if strings.IndexByte(raw, '%') >= 0 {
 		dec, err := url.PathUnescape(raw)
-		if err != nil {
+		// A '%' left after one decoding means the path was encoded twice
+		// (/healthz/%252e%252e/v1/chat): a hop that decodes again would see
+		// another path than the one matched here, so it matches nothing.
+		if err != nil || strings.IndexByte(dec, '%') >= 0 {
 			return "", false
 		}
 		raw = dec

@@ -171,10 +171,17 @@ func (p *provider) checkAudience(v *jsonValue) error {
 			return nil
 		}
 	case v.kind == jsonArray:
+		// RFC 7519 section 4.1.3: an array of strings. A member of another
+		// type makes the claim malformed, even next to a matching audience.
+		match := false
 		for _, e := range v.items {
-			if e.val.kind == jsonString && slices.Contains(p.audiences, e.val.str) {
-				return nil
+			if e.val.kind != jsonString {
+				return fmt.Errorf("%w: aud array holds a non-string member", ErrAudience)
 			}
+			match = match || slices.Contains(p.audiences, e.val.str)
+		}
+		if match {
+			return nil
 		}
 	default:
 		return fmt.Errorf("%w: aud is not a string or an array", ErrAudience)

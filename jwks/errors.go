@@ -36,8 +36,8 @@ var (
 	ErrNotYetValid = fmt.Errorf("%w: not yet valid", ErrInvalid)
 	// ErrIssuedInFuture means iat minus the leeway is after the current time.
 	ErrIssuedInFuture = fmt.Errorf("%w: issued in the future", ErrInvalid)
-	// ErrAudience means aud is missing or names none of the provider's
-	// audiences.
+	// ErrAudience means aud is missing, is not a string or an array of
+	// strings, or names none of the provider's audiences.
 	ErrAudience = fmt.Errorf("%w: wrong audience", ErrInvalid)
 	// ErrMissingClaim means a required claim (iss, exp, or the subject claim)
 	// is missing or has the wrong type.

@@ -4,7 +4,7 @@
 // answers OK at once without looking at the request. Whatever extauthz costs
 // beyond it is the price of the decision itself.
 //
-// Usage: floor -listen 127.0.0.1:0
+// Usage: floor -listen 127.0.0.1:0 [-pprof 127.0.0.1:0]
 //
 // It prints "listening ADDR" on stdout once it accepts connections, and
 // stops gracefully on SIGTERM or SIGINT.
@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,9 +42,16 @@ func (floorServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRe
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "gRPC listen address")
+	pprofAddr := flag.String("pprof", "", "serve /debug/pprof on this address (off when empty)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "floor: %s\n", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(ctx, *listen); err != nil {
 		fmt.Fprintf(os.Stderr, "floor: %s\n", err)
 		os.Exit(1)
@@ -74,4 +83,20 @@ func run(ctx context.Context, addr string) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// servePprof serves net/http/pprof on addr in the background, as extauthz
+// does on its admin port with server.pprof, so both can be profiled alike.
+func servePprof(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return nil
 }

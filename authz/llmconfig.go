@@ -1,0 +1,124 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LLMRoute is the LLM-aware part of a route's policy. In the configuration
+// file it is spread over the route: require.model, require.tools and
+// model_header (see docs/LLM_POLICY.md).
+type LLMRoute struct {
+	// RequireModel (require.model: true) reads the requested model from the
+	// body (or ModelHeader) and requires the permission model:<name>. A
+	// request that names no model is refused as invalid_request.
+	RequireModel bool
+	// RequireTools (require.tools: true) requires tool:<name> for every
+	// tool the body declares.
+	RequireTools bool
+	// ModelHeader (model_header) names a request header that may carry the
+	// model instead of the body; when both are present they must agree.
+	// Only read with RequireModel.
+	ModelHeader string
+}
+
+// Enabled reports whether the route reads the body at all.
+func (p LLMRoute) Enabled() bool { return p.RequireModel || p.RequireTools }
+
+// ValidateLLMRoute reports the problems of one route's LLM policy; path is
+// the route's path ("routes[3]").
+func ValidateLLMRoute(path string, public bool, p LLMRoute) error {
+	var errs []error
+	if public && (p.Enabled() || p.ModelHeader != "") {
+		errs = append(errs, fmt.Errorf("%s: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag", path))
+	}
+	if p.ModelHeader != "" {
+		if !p.RequireModel {
+			errs = append(errs, fmt.Errorf("%s.model_header: is only read with require.model: true", path))
+		}
+		if !ValidHeaderName(p.ModelHeader) {
+			errs = append(errs, fmt.Errorf("%s.model_header: %q must be a lower-case header name that is not a credential, content or x-envoy- header, e.g. x-model", path, p.ModelHeader))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateLLMPermissions checks that the roles table can ever satisfy a
+// route's LLM policy. With require.model, some role must grant a model
+// permission (model:<name>, a glob such as model:llama-3*, or *); otherwise
+// every request would be refused, which is an error. With require.tools and
+// no role granting a tool permission, every request that declares a tool is
+// refused: that may be the intent, so it is a warning.
+func ValidateLLMPermissions(path string, p LLMRoute, roles map[string][]string) (warnings []string, err error) {
+	if p.RequireModel && !grantsPrefix(roles, ModelPermissionPrefix) {
+		err = fmt.Errorf("%s.require.model: no role under roles grants a %s<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role", path, ModelPermissionPrefix)
+	}
+	if p.RequireTools && !grantsPrefix(roles, ToolPermissionPrefix) {
+		warnings = append(warnings, fmt.Sprintf("%s.require.tools: no role under roles grants a %s<name> permission: every request that declares a tool is refused", path, ToolPermissionPrefix))
+	}
+	return warnings, err
+}
+
+// grantsPrefix reports whether some role holds a permission that matches
+// prefix+<name> for some non-empty name: "*", "model:x", "model:llama-3*",
+// even "mod*".
+func grantsPrefix(roles map[string][]string, prefix string) bool {
+	for _, perms := range roles {
+		for _, perm := range perms {
+			if canMatchPrefix(perm, prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func canMatchPrefix(perm, prefix string) bool {
+	star := strings.IndexByte(perm, '*')
+	if star < 0 {
+		return len(perm) > len(prefix) && strings.HasPrefix(perm, prefix)
+	}
+	// Every name the pattern matches starts with its literal part.
+	lit := perm[:star]
+	return strings.HasPrefix(prefix, lit) || strings.HasPrefix(lit, prefix)
+}
+
+// LLMMetrics count the LLM policy's refusals. Create them once per process
+// with NewLLMMetrics; they survive config reloads.
+type LLMMetrics struct {
+	denials [numLLMReasons]prometheus.Counter
+}
+
+// NewLLMMetrics registers extauthz_llm_denials_total{reason} on reg (nil:
+// nowhere), every reason at zero: partial_body, body_too_large,
+// unsupported_content_type, malformed_body, missing_model, model_mismatch
+// (400 invalid_request) and model_not_permitted, tool_not_permitted (403
+// forbidden). Model and tool names are never labels.
+func NewLLMMetrics(reg prometheus.Registerer) *LLMMetrics {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_llm_denials_total",
+		Help: "Requests refused by the LLM policy (require.model, require.tools), by reason.",
+	}, []string{"reason"})
+	if reg != nil {
+		reg.MustRegister(vec)
+	}
+	m := &LLMMetrics{}
+	for i, r := range llmReasons {
+		m.denials[i] = vec.WithLabelValues(string(r))
+	}
+	return m
+}
+
+// Count counts one refusal; other reasons are ignored.
+func (m *LLMMetrics) Count(r Reason) {
+	if m == nil {
+		return
+	}
+	if i := slices.Index(llmReasons[:], r); i >= 0 {
+		m.denials[i].Inc()
+	}
+}
