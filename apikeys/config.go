@@ -3,9 +3,9 @@ package apikeys
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/redisconn"
 )
 
 // Defaults of Config and RedisConfig. A zero RedisConfig.Timeout means
@@ -15,7 +15,7 @@ const (
 	DefaultCacheTTL         = 30 * time.Second
 	DefaultNegativeCacheTTL = 5 * time.Second
 	DefaultCacheSize        = 100000
-	DefaultTimeout          = 200 * time.Millisecond
+	DefaultTimeout          = redisconn.DefaultTimeout
 
 	// TombstoneTTL is how long a revoked key's record is kept after
 	// revocation (bounded by its own expiry), so listings show it and
@@ -23,7 +23,6 @@ const (
 	TombstoneTTL = 30 * 24 * time.Hour
 
 	maxCacheTTL = time.Hour
-	maxTimeout  = 10 * time.Second
 )
 
 // Config is the `api_keys:` section of the configuration file. It is decoded
@@ -52,34 +51,9 @@ type Config struct {
 	Redis *RedisConfig `yaml:"redis"`
 }
 
-// RedisConfig is the `api_keys.redis:` section. Zero values mean the default.
-type RedisConfig struct {
-	// Addrs with one entry is a standalone server (host:port, a unix socket
-	// path, or unix:///path); with several, the seed nodes of a Redis Cluster;
-	// with MasterName set, the Sentinels.
-	Addrs []string `yaml:"addrs"`
-	// MasterName selects Sentinel: the name of the monitored master.
-	MasterName string `yaml:"master_name"`
-	// Username is the ACL user (Redis 6+); empty means "default".
-	Username string `yaml:"username"`
-	// PasswordFile holds the password (trailing newline ignored). It is read
-	// again whenever a new connection is made, so a rotated secret is picked
-	// up. When empty, Deps.Password is used (extauthz serve takes it from the
-	// environment variable REDIS_PASSWORD).
-	PasswordFile string `yaml:"password_file"`
-	// DB is the database number (standalone and Sentinel only).
-	DB int `yaml:"db"`
-	// TLS turns on TLS (1.2 or later) with server verification.
-	TLS bool `yaml:"tls"`
-	// CAFile is a PEM bundle of CAs to verify the server with instead of the
-	// system pool. Requires TLS.
-	CAFile string `yaml:"ca_file"`
-	// Timeout bounds every Redis call, including dialling (default 200ms).
-	Timeout time.Duration `yaml:"timeout"`
-	// PoolSize is the number of connections per node (default: go-redis's,
-	// 10 per CPU).
-	PoolSize int `yaml:"pool_size"`
-}
+// RedisConfig is the `api_keys.redis:` section: the connection settings
+// that redisconn owns, shared with rate_limits.redis.
+type RedisConfig = redisconn.Config
 
 // DefaultConfig returns the defaults: prefix "ek", a 30s positive and 5s
 // negative cache of 100000 entries each, and the embedded store.
@@ -113,46 +87,8 @@ func (c Config) Validate() error {
 	if c.Redis != nil && c.File != "" {
 		bad("file", "is only used by the embedded store; remove it or the redis section")
 	}
-	if r := c.Redis; r != nil {
-		if len(r.Addrs) == 0 {
-			bad("redis.addrs", "must list at least one address, e.g. [redis:6379]")
-		}
-		unix := 0
-		for i, a := range r.Addrs {
-			p := fmt.Sprintf("redis.addrs[%d]", i)
-			if path, ok := unixPath(a); ok {
-				unix++
-				if path == "" || !strings.HasPrefix(path, "/") {
-					bad(p, fmt.Sprintf("%q must be an absolute socket path, e.g. unix:///run/redis.sock", a))
-				}
-				continue
-			}
-			host, port, err := net.SplitHostPort(a)
-			if err != nil || host == "" || port == "" || strings.Contains(a, "://") {
-				bad(p, fmt.Sprintf("%q must be host:port, a socket path or unix:///path, e.g. redis:6379", a))
-			}
-		}
-		if unix > 0 && (len(r.Addrs) > 1 || r.MasterName != "") {
-			bad("redis.addrs", "a unix socket can only be used alone, for a standalone server")
-		}
-		if r.DB < 0 {
-			bad("redis.db", "must not be negative, e.g. 0")
-		}
-		if r.DB != 0 && len(r.Addrs) > 1 && r.MasterName == "" {
-			bad("redis.db", "must be 0 for Redis Cluster (several addrs)")
-		}
-		if r.CAFile != "" && !r.TLS {
-			bad("redis.ca_file", "requires tls: true")
-		}
-		if r.TLS && unix > 0 {
-			bad("redis.tls", "cannot be used with a unix socket")
-		}
-		if r.Timeout < 0 || r.Timeout > maxTimeout {
-			bad("redis.timeout", "must be positive and at most 10s, e.g. 200ms")
-		}
-		if r.PoolSize < 0 {
-			bad("redis.pool_size", "must not be negative (0 means 10 per CPU), e.g. 50")
-		}
+	if c.Redis != nil {
+		errs = append(errs, c.Redis.Validate("api_keys.redis")...)
 	}
 	return errors.Join(errs...)
 }
@@ -168,24 +104,4 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
-}
-
-// unixPath reports whether addr names a unix socket ("/path" or
-// "unix:///path") and returns its path.
-func unixPath(addr string) (string, bool) {
-	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
-		return p, true
-	}
-	if strings.HasPrefix(addr, "/") {
-		return addr, true
-	}
-	return "", false
-}
-
-// timeout returns the configured Redis timeout or its default.
-func (r *RedisConfig) timeout() time.Duration {
-	if r.Timeout > 0 {
-		return r.Timeout
-	}
-	return DefaultTimeout
 }

@@ -46,10 +46,22 @@
 //	    created_at   RFC 3339 UTC with milliseconds
 //	    expires_at   RFC 3339, "" for never
 //	    revoked_at   RFC 3339, "" unless revoked
+//	    rate_limit   the key's own limit, JSON {"requests":10,"per":"1m","burst":0};
+//	                 absent (or "") for none, as in records written before it existed
 //	extauthz:{apikeys}:id:<id>           STRING <sha256hex> of the key with this id
 //	extauthz:{apikeys}:owner:<owner>     SET    ids of the owner's keys
 //	extauthz:{apikeys}:ids               HASH   id → owner, for every key
 //	extauthz:apikeys:events              pub/sub channel (no hash tag: channels are not keys)
+//
+// A record that cannot be decoded (a field that is not valid JSON or a
+// timestamp, a rate_limit with unknown fields or out of range, a missing id
+// or owner) refuses its key: Lookup returns an error matching ErrCorrupt and
+// ErrNotFound (401 invalid_api_key, never 503 and never an allow), logs it at
+// Warn with the hash prefix and the broken fields, counts it as
+// result="corrupt", and caches it like an unknown key. `keys show`, `list`
+// and `revoke` report it too. Fix the field with HSET (then PUBLISH
+// extauthz:apikeys:events '*'), or DEL the record and create a new key. A
+// replica older than the rate_limit field ignores the field.
 //
 // A key with expires_at has PEXPIREAT at that instant on its record and id
 // entries, so Redis deletes it; lookups also compare expires_at with the
@@ -91,5 +103,8 @@
 // changes (checked every second, and on a lookup miss). That is how
 // `extauthz keys create`, a separate process, and a running development
 // server share keys. Concurrent writers in separate processes may lose an
-// update; that is acceptable for development only.
+// update; that is acceptable for development only. Each key of the file may
+// carry "rate_limit" in the form above; a file with a broken one is refused
+// as a whole, like any other broken field: at startup the store does not
+// open, later the keys loaded before stay in force (with a Warn line).
 package apikeys

@@ -28,7 +28,29 @@ var (
 	// ErrInvalid means CreateOptions (or an id) were refused before reaching
 	// the backend.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrCorrupt means the stored record of a key cannot be decoded: a field
+	// edited by hand, or written by an incompatible version (for example a
+	// rate_limit that is not valid JSON or is out of range). The key is
+	// refused, never allowed with part of its record ignored. An error
+	// matching ErrCorrupt also matches ErrNotFound, so callers that do not
+	// know it answer as for an unknown key (401 invalid_api_key): retrying
+	// cannot help, so it is not ErrUnavailable. Lookup logs it at Warn.
+	ErrCorrupt = errors.New("corrupt api key record")
 )
+
+// corruptError is a stored record that cannot be decoded. It matches
+// ErrCorrupt, ErrNotFound and its cause, and names the record by its hash
+// prefix or id and the broken fields, never by anything secret.
+type corruptError struct {
+	what string // "record 1a2b3c4d" or "id key_…"
+	err  error
+}
+
+func (e *corruptError) Error() string {
+	return "apikeys: " + e.what + ": " + ErrCorrupt.Error() + ": " + e.err.Error()
+}
+
+func (e *corruptError) Unwrap() []error { return []error{ErrCorrupt, ErrNotFound, e.err} }
 
 // backendError is a failed backend operation. It matches ErrUnavailable, its
 // cause, and, when the cause is any kind of timeout, context.DeadlineExceeded.

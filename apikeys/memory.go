@@ -52,6 +52,9 @@ type fileRecord struct {
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	// RateLimit is {"requests":10,"per":"1m","burst":0}, absent for none.
+	// It is decoded per record, so an error can name the record.
+	RateLimit json.RawMessage `json:"rate_limit,omitempty"`
 }
 
 const keyFileVersion = 1
@@ -171,6 +174,16 @@ func decodeKeyFile(data []byte) (map[[32]byte]*Record, map[string]*Record, error
 			ID: fr.ID, Owner: fr.Owner, Groups: fr.Groups, Roles: fr.Roles, Description: fr.Description,
 			CreatedAt: fr.CreatedAt, ExpiresAt: fr.ExpiresAt, RevokedAt: fr.RevokedAt, Hash: fr.Hash,
 		}
+		if len(fr.RateLimit) > 0 {
+			// A broken limit refuses the whole file, as any other broken
+			// field does: the store keeps what it had loaded (or does not
+			// start), and never serves the key without its limit.
+			rl, err := parseRateLimit(fr.RateLimit)
+			if err != nil {
+				return nil, nil, fmt.Errorf("keys[%d].%w", i, err)
+			}
+			r.RateLimit = &rl
+		}
 		byHash[sum], byID[fr.ID] = r, r
 	}
 	return byHash, byID, nil
@@ -198,6 +211,9 @@ func (b *memBackend) saveLocked(now time.Time) error {
 		kf.Keys[i] = fileRecord{
 			ID: r.ID, Hash: r.Hash, Owner: r.Owner, Groups: r.Groups, Roles: r.Roles, Description: r.Description,
 			CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt,
+		}
+		if r.RateLimit != nil {
+			kf.Keys[i].RateLimit, _ = r.RateLimit.MarshalJSON() // never fails
 		}
 	}
 	data, err := json.MarshalIndent(kf, "", "  ")

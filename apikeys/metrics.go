@@ -19,19 +19,20 @@ const (
 	resExpired
 	resMalformed
 	resError
+	resCorrupt
 	numResults
 )
 
 var (
 	sourceNames = [numSources]string{"cache", "redis", "memory", "local"}
-	resultNames = [numResults]string{"found", "not_found", "revoked", "expired", "malformed", "error"}
+	resultNames = [numResults]string{"found", "not_found", "revoked", "expired", "malformed", "error", "corrupt"}
 )
 
 // possible lists the (source, result) pairs that can occur; exactly these
 // series are created at startup.
 var possible = [numSources][]int{
-	srcCache:  {resFound, resNotFound, resRevoked, resExpired},
-	srcRedis:  {resFound, resNotFound, resRevoked, resExpired, resError},
+	srcCache:  {resFound, resNotFound, resRevoked, resExpired, resCorrupt},
+	srcRedis:  {resFound, resNotFound, resRevoked, resExpired, resError, resCorrupt},
 	srcMemory: {resFound, resNotFound, resRevoked, resExpired},
 	srcLocal:  {resMalformed},
 }
@@ -48,7 +49,8 @@ type Metrics struct {
 //   - extauthz_apikey_lookups_total{source,result}: API-key lookups by where
 //     the answer came from (cache, redis, memory, or local for keys refused
 //     by their shape) and the result (found, not_found, revoked, expired,
-//     malformed, error). Every possible pair starts at zero.
+//     malformed, error, or corrupt for a stored record that cannot be
+//     decoded, see ErrCorrupt). Every possible pair starts at zero.
 //   - extauthz_redis_errors_total: failed Redis calls of the key store
 //     (lookups, admin operations, PING, pub/sub), timeouts included.
 //

@@ -22,6 +22,8 @@ func TestMetrics_StartAtZero(t *testing.T) {
 	want := `
 # HELP extauthz_apikey_lookups_total API-key lookups by source of the answer (cache, redis, memory, local) and result.
 # TYPE extauthz_apikey_lookups_total counter
+extauthz_apikey_lookups_total{result="corrupt",source="cache"} 0
+extauthz_apikey_lookups_total{result="corrupt",source="redis"} 0
 extauthz_apikey_lookups_total{result="expired",source="cache"} 0
 extauthz_apikey_lookups_total{result="expired",source="memory"} 0
 extauthz_apikey_lookups_total{result="expired",source="redis"} 0
@@ -62,6 +64,13 @@ func TestMetrics_CountLookups(t *testing.T) {
 	if err := admin.Revoke(ctx, rec.ID); err != nil {
 		t.Fatal(err)
 	}
+	corrupt, rec, err := admin.Create(ctx, CreateOptions{Owner: "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).HSet(ctx, recordKeyPfx+rec.Hash, fieldRateLimit, "10/1m").Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
@@ -80,12 +89,16 @@ func TestMetrics_CountLookups(t *testing.T) {
 	_, _ = s.Lookup(ctx, unknown)      // cache not_found
 	_, _ = s.Lookup(ctx, revoked)      // redis revoked
 	_, _ = s.Lookup(ctx, revoked)      // cache revoked
+	_, _ = s.Lookup(ctx, corrupt)      // redis corrupt
+	_, _ = s.Lookup(ctx, corrupt)      // cache corrupt
 	srv.Stop()
 	_, _ = s.Lookup(ctx, mustKey(t, "ek")) // redis error
 
 	want := `
 # HELP extauthz_apikey_lookups_total API-key lookups by source of the answer (cache, redis, memory, local) and result.
 # TYPE extauthz_apikey_lookups_total counter
+extauthz_apikey_lookups_total{result="corrupt",source="cache"} 1
+extauthz_apikey_lookups_total{result="corrupt",source="redis"} 1
 extauthz_apikey_lookups_total{result="expired",source="cache"} 0
 extauthz_apikey_lookups_total{result="expired",source="memory"} 0
 extauthz_apikey_lookups_total{result="expired",source="redis"} 0

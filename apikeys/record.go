@@ -32,6 +32,9 @@ type Record struct {
 	// Hash is the hex SHA-256 of the secret key. The secret itself is never
 	// stored.
 	Hash string
+	// RateLimit is the key's own rate limit, which beats every configured
+	// one; nil means the key has none.
+	RateLimit *RateLimit
 }
 
 // Status is "active", "revoked" or "expired" at time now.
@@ -73,6 +76,9 @@ type CreateOptions struct {
 	Description string
 	// TTL is the key's lifetime; 0 means it never expires.
 	TTL time.Duration
+	// RateLimit is the key's own rate limit (nil: none): 1 to 1000000
+	// requests per 1s to 24h, burst 0 (same as requests) to 1000000.
+	RateLimit *RateLimit
 }
 
 const (
@@ -113,6 +119,9 @@ func (o CreateOptions) validate() (CreateOptions, error) {
 	}
 	if o.TTL < 0 {
 		bad("ttl", "must not be negative (0 means never), e.g. 720h")
+	}
+	if o.RateLimit != nil {
+		errs = append(errs, o.RateLimit.check(fieldRateLimit)...)
 	}
 	if len(errs) > 0 {
 		return o, fmt.Errorf("apikeys: create: %w: %w", ErrInvalid, errors.Join(errs...))
@@ -158,6 +167,10 @@ func newRecord(id string, sum [32]byte, o CreateOptions, now time.Time) *Record 
 	if o.TTL > 0 {
 		r.ExpiresAt = now.Add(o.TTL).Truncate(time.Millisecond)
 	}
+	if o.RateLimit != nil {
+		rl := *o.RateLimit // records are shared: never alias the caller's value
+		r.RateLimit = &rl
+	}
 	return r
 }
 
@@ -188,6 +201,7 @@ const (
 	fieldCreatedAt   = "created_at"
 	fieldExpiresAt   = "expires_at"
 	fieldRevokedAt   = "revoked_at"
+	fieldRateLimit   = "rate_limit" // only present when the key has one
 )
 
 // timeLayout is RFC 3339 in UTC with milliseconds.
@@ -226,9 +240,11 @@ func decodeList(s string) ([]string, error) {
 	return l, nil
 }
 
-// hashFields returns the record as HSET arguments (field, value, ...).
+// hashFields returns the record as HSET arguments (field, value, ...). The
+// rate_limit field is only written for a key that has a limit, so records
+// look the same as before per-key limits existed.
 func (r *Record) hashFields() []any {
-	return []any{
+	f := []any{
 		fieldID, r.ID,
 		fieldOwner, r.Owner,
 		fieldGroups, encodeList(r.Groups),
@@ -238,10 +254,12 @@ func (r *Record) hashFields() []any {
 		fieldExpiresAt, formatTime(r.ExpiresAt),
 		fieldRevokedAt, formatTime(r.RevokedAt),
 	}
+	if r.RateLimit != nil {
+		b, _ := r.RateLimit.MarshalJSON() // never fails
+		f = append(f, fieldRateLimit, string(b))
+	}
+	return f
 }
-
-// errCorrupt marks a stored record that cannot be decoded.
-var errCorrupt = errors.New("corrupt record")
 
 // decodeHash turns an HGETALL reply into a Record. An empty reply is
 // ErrNotFound.
@@ -272,6 +290,14 @@ func decodeHash(hash string, m map[string]string) (*Record, error) {
 	if r.RevokedAt, err = parseTime(m[fieldRevokedAt]); err != nil {
 		errs = append(errs, fmt.Errorf("revoked_at: %w", err))
 	}
+	if v := m[fieldRateLimit]; v != "" { // absent or empty: no limit of its own
+		rl, err := parseRateLimit([]byte(v))
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			r.RateLimit = &rl
+		}
+	}
 	if !ValidID(r.ID) {
 		errs = append(errs, errors.New("id: missing or malformed"))
 	}
@@ -279,7 +305,7 @@ func decodeHash(hash string, m map[string]string) (*Record, error) {
 		errs = append(errs, errors.New("owner: missing"))
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("apikeys: record %s: %w: %w", HashPrefix(hash), errCorrupt, errors.Join(errs...))
+		return nil, &corruptError{what: "record " + HashPrefix(hash), err: errors.Join(errs...)}
 	}
 	return r, nil
 }

@@ -2,44 +2,45 @@ package apikeys
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/redisconn"
 )
 
 // Redis names (see doc.go). Every key carries the hash tag {apikeys}, so all
 // of them live in one Cluster slot and scripts may touch several.
 const (
-	namespace      = "extauthz:{apikeys}:"
-	recordKeyPfx   = namespace + "key:"   // HASH, one per key: <sha256hex>
-	idKeyPfx       = namespace + "id:"    // STRING id → sha256hex
-	ownerKeyPfx    = namespace + "owner:" // SET of ids
-	idsKey         = namespace + "ids"    // HASH id → owner, every key
-	EventsChannel  = "extauthz:apikeys:events"
-	flushAllEvent  = "*"
-	createdEvent   = "+" // followed by the sha256hex
-	listBatch      = 500
-	pingInterval   = time.Second
-	staleAfter     = 3 * pingInterval
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = time.Second
-	minDialTimeout = time.Second
+	namespace     = "extauthz:{apikeys}:"
+	recordKeyPfx  = namespace + "key:"   // HASH, one per key: <sha256hex>
+	idKeyPfx      = namespace + "id:"    // STRING id → sha256hex
+	ownerKeyPfx   = namespace + "owner:" // SET of ids
+	idsKey        = namespace + "ids"    // HASH id → owner, every key
+	EventsChannel = "extauthz:apikeys:events"
+	flushAllEvent = "*"
+	createdEvent  = "+" // followed by the sha256hex
+	listBatch     = 500
+	pingInterval  = time.Second
+	staleAfter    = 3 * pingInterval
+	minBackoff    = 100 * time.Millisecond
+	maxBackoff    = time.Second
 )
 
 // createScript writes a new key atomically and announces it.
 //
 // KEYS: record, id, owner set, ids hash.
 // ARGV: sha256hex, id, owner, expire-at in unix ms ("0": never), channel,
-// then the record's field/value pairs.
+// then the record's field/value pairs (Record.hashFields: rate_limit only
+// when the key has one). The script writes whatever pairs it is given, so
+// new record fields need no change here, and the record, its expiry and the
+// indexes appear together or not at all.
 var createScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[2])
 if cur then
@@ -100,23 +101,18 @@ type redisBackend struct {
 }
 
 func newRedisBackend(ctx context.Context, cfg RedisConfig, h redisHooks) (*redisBackend, error) {
-	opts, err := clientOptions(cfg, h.password)
+	// One retry (the default) covers a connection broken by a restart:
+	// every command of the store may safely run twice.
+	opts, err := redisconn.Options(cfg, redisconn.OptionsOverrides{ClientName: "extauthz", Password: h.password})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("apikeys: api_keys.redis: %w", err)
 	}
 	b := &redisBackend{rdb: redis.NewUniversalClient(opts), h: h, done: make(chan struct{})}
 
-	mode := "standalone"
-	switch {
-	case cfg.MasterName != "":
-		mode = "sentinel"
-	case len(cfg.Addrs) > 1:
-		mode = "cluster"
-	}
-	log := h.log.With(slog.String("redis_mode", mode), slog.Any("redis_addrs", cfg.Addrs))
+	log := h.log.With(slog.String("redis_mode", cfg.Mode()), slog.Any("redis_addrs", cfg.Addrs))
 	b.h.log = log
 
-	pctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	pctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout())
 	err = b.rdb.Ping(pctx).Err()
 	cancel()
 	if err != nil {
@@ -131,77 +127,6 @@ func newRedisBackend(ctx context.Context, cfg RedisConfig, h redisHooks) (*redis
 	b.cancel = stop
 	go b.subscribe(sctx)
 	return b, nil
-}
-
-// clientOptions turns the config into go-redis options. Every call is bounded
-// by the timeout: go-redis honours context deadlines (ContextTimeoutEnabled)
-// and the socket read/write deadlines equal the timeout too.
-func clientOptions(cfg RedisConfig, password string) (*redis.UniversalOptions, error) {
-	timeout := cfg.timeout()
-	addrs := make([]string, len(cfg.Addrs))
-	for i, a := range cfg.Addrs {
-		if p, ok := unixPath(a); ok {
-			a = p // go-redis dials "unix" for an address starting with "/"
-		}
-		addrs[i] = a
-	}
-	opts := &redis.UniversalOptions{
-		Addrs:                 addrs,
-		MasterName:            cfg.MasterName,
-		Username:              cfg.Username,
-		DB:                    cfg.DB,
-		ClientName:            "extauthz",
-		ContextTimeoutEnabled: true,
-		DialTimeout:           max(timeout, minDialTimeout), // callers' deadlines still apply
-		DialerRetries:         1,                            // fail fast; the caller or the subscriber retries
-		ReadTimeout:           timeout,
-		WriteTimeout:          timeout,
-		PoolTimeout:           timeout,
-		PoolSize:              cfg.PoolSize,
-		MaxRetries:            1, // one retry covers a connection broken by a restart
-	}
-	if cfg.PasswordFile != "" {
-		pw, err := readPassword(cfg.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("apikeys: api_keys.redis.password_file: %w", err)
-		}
-		var mu sync.Mutex
-		user, file := cfg.Username, cfg.PasswordFile
-		opts.CredentialsProvider = func() (string, string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if p, err := readPassword(file); err == nil {
-				pw = p // picked up by the next connection; on error keep the last good one
-			}
-			return user, pw
-		}
-	} else {
-		opts.Password = password
-	}
-	if cfg.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("apikeys: api_keys.redis.ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("apikeys: api_keys.redis.ca_file: no PEM certificate in %s", cfg.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		opts.TLSConfig = tc
-	}
-	return opts, nil
-}
-
-func readPassword(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // fail counts a failed Redis call and wraps it as unavailable.
@@ -245,7 +170,7 @@ func (b *redisBackend) get(ctx context.Context, id string) (*Record, error) {
 		return nil, b.fail("get", err)
 	}
 	if !validHexHash(h) {
-		return nil, fmt.Errorf("apikeys: id %s: %w: bad hash", id, errCorrupt)
+		return nil, &corruptError{what: "id " + id, err: errors.New("index entry is not a sha-256 hash")}
 	}
 	m, err := b.rdb.HGetAll(ctx, recordKeyPfx+h).Result()
 	if err != nil {
@@ -317,6 +242,8 @@ func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error
 		for i, c := range alls {
 			rec, err := decodeHash(hashes[i], c.Val())
 			switch {
+			case errors.Is(err, ErrCorrupt):
+				return nil, err // listed as an error, never dropped from the indexes
 			case errors.Is(err, ErrNotFound):
 				stale = append(stale, live[i])
 			case err != nil:

@@ -50,6 +50,7 @@ type Store struct {
 	source   int // srcRedis or srcMemory
 	be       backend
 	m        *Metrics
+	log      *slog.Logger
 	timeout  time.Duration // per Redis call
 	opTime   time.Duration // whole admin operation
 
@@ -87,7 +88,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	s := &Store{prefix: cfg.Prefix, m: m}
+	s := &Store{prefix: cfg.Prefix, m: m, log: log}
 	if cfg.Redis == nil {
 		be, err := newMemBackend(cfg.File, log)
 		if err != nil {
@@ -99,7 +100,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
 			slog.String("file", cfg.File))
 		return s, nil
 	}
-	s.timeout = cfg.Redis.timeout()
+	s.timeout = cfg.Redis.CallTimeout()
 	s.opTime = max(10*s.timeout, 5*time.Second)
 	s.pos = newTTLCache[*Record](cfg.CacheSize, cfg.CacheTTL)
 	s.neg = newTTLCache[error](cfg.CacheSize, cfg.NegativeCacheTTL)
@@ -126,9 +127,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
 // every answer, cached or not.
 //
 // It returns the record, or ErrMalformed, ErrNotFound, ErrRevoked, ErrExpired,
-// or an error matching ErrUnavailable (and context.DeadlineExceeded on a
-// timeout) when the backend cannot answer and nothing is cached. The returned
-// Record is shared and must not be modified.
+// an error matching ErrCorrupt and ErrNotFound when the stored record cannot
+// be decoded (logged at Warn), or an error matching ErrUnavailable (and
+// context.DeadlineExceeded on a timeout) when the backend cannot answer and
+// nothing is cached. The returned Record is shared and must not be modified.
 func (s *Store) Lookup(ctx context.Context, key string) (*Record, error) {
 	if CheckFormat(s.prefix, key) != nil {
 		s.m.lookup(srcLocal, resMalformed)
@@ -170,6 +172,13 @@ func (s *Store) lookupBackend(ctx context.Context, sum [32]byte, now time.Time) 
 	if res == resError {
 		return nil, err
 	}
+	if res == resCorrupt {
+		// Refused like an unknown key, and cached like one, so this line
+		// comes at most once per negative_cache_ttl per key and replica
+		// while the caches work.
+		s.log.LogAttrs(ctx, slog.LevelWarn, "api key record is corrupt; the key is refused until the record is fixed or the key is replaced",
+			slog.String("key_hash", HashPrefix(hexHash(sum))), slog.String("err", err.Error()))
+	}
 	if s.live.Load() {
 		if err == nil && s.posGen.Load() == posGen {
 			s.pos.add(sum, rec, now)
@@ -196,6 +205,9 @@ func resultOf(err error) int {
 		return resExpired
 	case ErrMalformed:
 		return resMalformed
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return resCorrupt
 	}
 	return resError
 }

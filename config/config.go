@@ -202,7 +202,19 @@ func friendlyYAMLError(err error, data []byte) error {
 	msgs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
-			msgs = append(msgs, fmt.Errorf("line %s: unknown key %q in %s: check its spelling and indentation (the README lists every key)", m[1], m[2], sectionOf(m[3])))
+			section := sectionOf(m[3])
+			line := 0
+			fmt.Sscan(m[1], &line)
+			// The key's own position names its section exactly
+			// (api_keys.redis vs rate_limits.redis share one Go type).
+			if p := keyAtLine(&root, line, ""); p != "" {
+				if i := strings.LastIndexAny(p, ".["); i > 0 {
+					section = p[:i]
+				} else {
+					section = "the top level"
+				}
+			}
+			msgs = append(msgs, fmt.Errorf("line %s: unknown key %q in %s: check its spelling and indentation (the README lists every key)", m[1], m[2], section))
 			continue
 		}
 		if m := lineRef.FindStringSubmatch(e); m != nil {
@@ -220,8 +232,8 @@ func friendlyYAMLError(err error, data []byte) error {
 	return errors.Join(msgs...)
 }
 
-// keyAtLine returns the dotted path of the mapping key whose value starts at
-// line, or "".
+// keyAtLine returns the dotted path of the deepest mapping key on line (or
+// whose scalar value is on line), or "".
 func keyAtLine(n *yaml.Node, line int, prefix string) string {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -237,11 +249,12 @@ func keyAtLine(n *yaml.Node, line int, prefix string) string {
 			if prefix != "" {
 				path = prefix + "." + k.Value
 			}
-			if v.Line == line && v.Kind == yaml.ScalarNode {
-				return path
-			}
+			// The deepest key on the line wins (flow maps put several on one).
 			if found := keyAtLine(v, line, path); found != "" {
 				return found
+			}
+			if k.Line == line || (v.Line == line && v.Kind == yaml.ScalarNode) {
+				return path
 			}
 		}
 	case yaml.SequenceNode:
@@ -275,7 +288,7 @@ func sectionOf(goType string) string {
 		return "jwt.cache"
 	case "apikeys.Config":
 		return "api_keys"
-	case "apikeys.RedisConfig":
+	case "apikeys.RedisConfig", "redisconn.Config":
 		return "api_keys.redis"
 	case "rolemap.Mapping":
 		return "role_mapping"

@@ -35,7 +35,7 @@ func TestLoad_Mistakes(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"misspelled_key.yaml", []string{`line 9: unknown key "path_prefx" in routes[].match: check its spelling`}},
+		{"misspelled_key.yaml", []string{`line 9: unknown key "path_prefx" in routes[0].match: check its spelling`}},
 		{"misspelled_top_key.yaml", []string{`line 7: unknown key "route" in the top level`}},
 		{"two_documents.yaml", []string{"more than one YAML document"}},
 		{"undefined_role.yaml", []string{`routes[0].require.any_role[0]: role "admin" is not defined under roles`}},

@@ -64,6 +64,7 @@ type options struct {
 	profileDir  string
 	markdown    bool
 	keep        bool
+	gogc        string
 }
 
 var logOut io.Writer = os.Stderr
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles (last round, from /debug/pprof) into this directory: extauthz per scenario, and the floor")
 	fs.BoolVar(&o.markdown, "markdown", false, "print the table as Markdown")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, server logs)")
+	fs.StringVar(&o.gogc, "gogc", "", "GOGC of both servers (default: inherited, normally 100)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -230,6 +232,7 @@ func measure(ctx context.Context, o *options) ([]row, error) {
 	}
 
 	pin := newPinner(o.pin)
+	pin.gogc = o.gogc
 	var procs []*process
 	defer func() {
 		for _, p := range procs {

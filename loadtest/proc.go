@@ -62,6 +62,7 @@ func freeAddr() (string, error) {
 // pinning is on.
 type pinner struct {
 	taskset string // "" when not pinning
+	gogc    string // GOGC of the servers; "" inherits this process's
 }
 
 func newPinner(on bool) pinner {
@@ -78,10 +79,16 @@ func newPinner(on bool) pinner {
 // command returns the command running bin with args, on cpu when pinning.
 // taskset execs bin, so the process keeps the PID the command reports.
 func (p pinner) command(cpu int, bin string, args ...string) *exec.Cmd {
+	var cmd *exec.Cmd
 	if p.taskset == "" {
-		return exec.Command(bin, args...)
+		cmd = exec.Command(bin, args...)
+	} else {
+		cmd = exec.Command(p.taskset, append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
 	}
-	return exec.Command(p.taskset, append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
+	if p.gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+p.gogc)
+	}
+	return cmd
 }
 
 // pinSelf moves every thread of this process to cpu.

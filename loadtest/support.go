@@ -272,8 +272,15 @@ func printTable(w io.Writer, o *options, rows []row) {
 			})
 		}
 	}
-	fmt.Fprintf(w, "\n%d round(s) of %s per server and scenario; %d connections x %d callers; checks/s is the median over rounds, rps vs floor the median of the per-round ratios\n\n",
-		o.rounds, o.duration, o.conns, o.concurrency)
+	gogc := o.gogc
+	if gogc == "" {
+		gogc = "inherited"
+		if v := os.Getenv("GOGC"); v != "" {
+			gogc += " (" + v + ")"
+		}
+	}
+	fmt.Fprintf(w, "\n%d round(s) of %s per server and scenario; %d connections x %d callers; GOGC of the servers %s; checks/s is the median over rounds, rps vs floor the median of the per-round ratios\n\n",
+		o.rounds, o.duration, o.conns, o.concurrency, gogc)
 	if o.markdown {
 		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
 		for _, l := range lines {

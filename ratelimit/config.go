@@ -3,11 +3,12 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/redisconn"
 )
 
 // Defaults and bounds of the configuration.
@@ -16,7 +17,7 @@ const (
 	DefaultTimeout = 100 * time.Millisecond
 	// DefaultRedisTimeout is the connection's timeout when
 	// RedisConfig.Timeout is 0 (as for api_keys.redis).
-	DefaultRedisTimeout = 200 * time.Millisecond
+	DefaultRedisTimeout = redisconn.DefaultTimeout
 
 	// MaxRequests bounds Limit.Requests and Limit.Burst.
 	MaxRequests = 1_000_000
@@ -24,9 +25,7 @@ const (
 	MinPer = time.Second
 	MaxPer = 24 * time.Hour
 
-	maxTimeout      = 10 * time.Second
-	minDialTimeout  = time.Second
-	maxRedisTimeout = 10 * time.Second
+	maxTimeout = 10 * time.Second
 )
 
 // The on_error values.
@@ -234,7 +233,12 @@ func (c Config) Validate() error {
 		errs = append(errs, c.Roles[role].validate("rate_limits.roles."+role)...)
 	}
 	if c.Redis != nil {
-		errs = append(errs, c.Redis.validate("rate_limits.redis")...)
+		for _, err := range c.Redis.Validate("rate_limits.redis") {
+			if errors.Is(err, redisconn.ErrNoAddrs) {
+				err = fmt.Errorf("%w (or remove the section to use api_keys.redis)", err)
+			}
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -293,98 +297,10 @@ func ValidatePolicy(c Config, routes []Route, knownRole func(string) bool) error
 	return errors.Join(errs...)
 }
 
-// RedisConfig is the `rate_limits.redis:` section, the same schema as
-// api_keys.redis (the two types convert into each other). Zero values mean
-// the default.
-type RedisConfig struct {
-	// Addrs with one entry is a standalone server (host:port, a unix socket
-	// path, or unix:///path); with several, the seed nodes of a Redis
-	// Cluster; with MasterName set, the Sentinels.
-	Addrs []string `yaml:"addrs"`
-	// MasterName selects Sentinel: the name of the monitored master.
-	MasterName string `yaml:"master_name"`
-	// Username is the ACL user (Redis 6+); empty means "default".
-	Username string `yaml:"username"`
-	// PasswordFile holds the password (trailing newline ignored), read
-	// again for every new connection. When empty, Deps.Password is used.
-	PasswordFile string `yaml:"password_file"`
-	// DB is the database number (standalone and Sentinel only).
-	DB int `yaml:"db"`
-	// TLS turns on TLS (1.2 or later) with server verification.
-	TLS bool `yaml:"tls"`
-	// CAFile is a PEM bundle of CAs to verify the server with. Requires TLS.
-	CAFile string `yaml:"ca_file"`
-	// Timeout bounds every Redis call, dial included (default 200ms);
-	// Config.Timeout bounds a counter update further.
-	Timeout time.Duration `yaml:"timeout"`
-	// PoolSize is the number of connections per node (default: go-redis's,
-	// 10 per CPU).
-	PoolSize int `yaml:"pool_size"`
-}
-
-func (r *RedisConfig) timeout() time.Duration {
-	if r.Timeout > 0 {
-		return r.Timeout
-	}
-	return DefaultRedisTimeout
-}
-
-func (r *RedisConfig) validate(prefix string) []error {
-	var errs []error
-	bad := func(path, msg string) { errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, path, msg)) }
-	if len(r.Addrs) == 0 {
-		bad("addrs", "must list at least one address, e.g. [redis:6379] (or remove the section to use api_keys.redis)")
-	}
-	unix := 0
-	for i, a := range r.Addrs {
-		p := fmt.Sprintf("addrs[%d]", i)
-		if path, ok := unixPath(a); ok {
-			unix++
-			if path == "" || !strings.HasPrefix(path, "/") {
-				bad(p, fmt.Sprintf("%q must be an absolute socket path, e.g. unix:///run/redis.sock", a))
-			}
-			continue
-		}
-		host, port, err := net.SplitHostPort(a)
-		if err != nil || host == "" || port == "" || strings.Contains(a, "://") {
-			bad(p, fmt.Sprintf("%q must be host:port, a socket path or unix:///path, e.g. redis:6379", a))
-		}
-	}
-	if unix > 0 && (len(r.Addrs) > 1 || r.MasterName != "") {
-		bad("addrs", "a unix socket can only be used alone, for a standalone server")
-	}
-	if r.DB < 0 {
-		bad("db", "must not be negative, e.g. 0")
-	}
-	if r.DB != 0 && len(r.Addrs) > 1 && r.MasterName == "" {
-		bad("db", "must be 0 for Redis Cluster (several addrs)")
-	}
-	if r.CAFile != "" && !r.TLS {
-		bad("ca_file", "requires tls: true")
-	}
-	if r.TLS && unix > 0 {
-		bad("tls", "cannot be used with a unix socket")
-	}
-	if r.Timeout < 0 || r.Timeout > maxRedisTimeout {
-		bad("timeout", "must be positive and at most 10s, e.g. 200ms")
-	}
-	if r.PoolSize < 0 {
-		bad("pool_size", "must not be negative (0 means 10 per CPU), e.g. 50")
-	}
-	return errs
-}
-
-// unixPath reports whether addr names a unix socket ("/path" or
-// "unix:///path") and returns its path.
-func unixPath(addr string) (string, bool) {
-	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
-		return p, true
-	}
-	if strings.HasPrefix(addr, "/") {
-		return addr, true
-	}
-	return "", false
-}
+// RedisConfig is the `rate_limits.redis:` section: the connection settings
+// that redisconn owns, the same type as api_keys.redis. Its Timeout bounds
+// every Redis call; Config.Timeout bounds a counter update further.
+type RedisConfig = redisconn.Config
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -2,17 +2,22 @@ package ratelimit_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/ratelimit"
 )
 
-// The config package fills rate_limits.redis from api_keys.redis with a plain
-// conversion; this breaks the build if the two schemas drift apart.
-func TestRedisConfig_ConvertsFromAPIKeys(t *testing.T) {
-	in := apikeys.RedisConfig{Addrs: []string{"redis:6379"}, MasterName: "m", DB: 2, TLS: true, PoolSize: 7}
-	out := ratelimit.RedisConfig(in)
-	if out.Addrs[0] != "redis:6379" || out.MasterName != "m" || out.DB != 2 || !out.TLS || out.PoolSize != 7 {
-		t.Errorf("converted %+v", out)
+// authz turns an API key's own limit into a Limit with a plain conversion,
+// since apikeys may not import this package; this breaks the build if the
+// two types drift apart, and checks that no field is lost on the way.
+func TestLimit_ConvertsFromAPIKeyRateLimit(t *testing.T) {
+	in := apikeys.RateLimit{Requests: 10, Per: time.Minute, Burst: 5}
+	got := ratelimit.Limit(in)
+	if want := (ratelimit.Limit{Requests: 10, Per: time.Minute, Burst: 5}); got != want {
+		t.Errorf("ratelimit.Limit(%+v) = %+v, want %+v", in, got, want)
+	}
+	if got.String() != "10/1m,burst=5" {
+		t.Errorf("String() = %q", got.String())
 	}
 }

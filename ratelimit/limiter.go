@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/redisconn"
 )
 
 // ErrUnavailable marks a counter that could not be updated: Redis failed,
@@ -121,9 +123,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Limiter, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("ratelimit: rate_limits.redis: no Redis connection configured (set it or api_keys.redis)")
 	}
-	opts, err := clientOptions(cfg.Redis, deps.Password)
+	// Nothing is retried: a counter update that timed out may still have
+	// been applied, a retry could count the request twice, and on_error
+	// decides faster than a second attempt would.
+	opts, err := redisconn.Options(*cfg.Redis, redisconn.OptionsOverrides{
+		ClientName: "extauthz-ratelimit",
+		MaxRetries: -1,
+		Password:   deps.Password,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ratelimit: redis: %w", err)
 	}
 	rdb := redis.NewUniversalClient(opts)
 	l := &Limiter{
@@ -134,7 +143,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Limiter, error) {
 		log:          deps.Logger.With(slog.String("component", "ratelimit")),
 		m:            deps.Metrics,
 	}
-	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.timeout())
+	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.CallTimeout())
 	err = rdb.Ping(pctx).Err()
 	cancel()
 	if err != nil {

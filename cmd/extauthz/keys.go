@@ -16,17 +16,21 @@ import (
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 const keysUsage = `Usage:
-  extauthz keys create --config FILE --owner NAME [--groups a,b] [--roles r] [--ttl 720h] [--description TEXT] [--json]
+  extauthz keys create --config FILE --owner NAME [--groups a,b] [--roles r] [--ttl 720h] [--description TEXT]
+                       [--rate-limit 10/1m[,burst=N]] [--json]
   extauthz keys list   --config FILE [--owner NAME] [--json]
   extauthz keys show   --config FILE ID [--json]
   extauthz keys revoke --config FILE ID
 
 The key store is the one of api_keys in FILE: Redis, or the embedded store's
 api_keys.file in development. create prints the secret once; only its SHA-256
-is stored. Flags may come before or after ID.
+is stored. --rate-limit gives the key its own limit, which beats every
+limit of rate_limits and routes and is counted per key. Flags may come
+before or after ID.
 `
 
 // runKeys implements `extauthz keys create|list|show|revoke`. It returns 0 on
@@ -140,6 +144,8 @@ func (k *keysCmd) open(ctx context.Context) (*apikeys.Store, int) {
 // opError explains a store error to an operator.
 func (k *keysCmd) opError(err error, id string) int {
 	switch {
+	case errors.Is(err, apikeys.ErrCorrupt):
+		return k.fail(fmt.Errorf("%w (the key is refused until its record is fixed; see the apikeys package docs)", err))
 	case errors.Is(err, apikeys.ErrNotFound):
 		return k.fail(fmt.Errorf("no key with id %q (ids look like key_AbC123dEf456; revoked keys are kept %d days)", id, int(apikeys.TombstoneTTL.Hours()/24)))
 	case errors.Is(err, apikeys.ErrUnavailable):
@@ -170,6 +176,16 @@ func (k *keysCmd) create(ctx context.Context, args []string) int {
 	fs.Var(&roles, "roles", "comma-separated roles granted directly; must exist under roles (repeatable)")
 	ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h for 30 days (default: never expires)")
 	desc := fs.String("description", "", "free text shown by list and show")
+	var limit *apikeys.RateLimit
+	fs.Func("rate-limit", "the key's own rate limit, REQUESTS/PER[,burst=N], e.g. 10/1m or 600/1h,burst=20 (default: the configured limits)", func(v string) error {
+		l, err := ratelimit.ParseLimit(v)
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "ratelimit: "))
+		}
+		rl := apikeys.RateLimit(l)
+		limit = &rl
+		return nil
+	})
 	asJSON := fs.Bool("json", false, "print JSON (includes the key, once)")
 	if _, code, done := k.parse(fs, args, 0); done {
 		return code
@@ -202,7 +218,7 @@ func (k *keysCmd) create(ctx context.Context, args []string) int {
 	}
 
 	secret, rec, err := s.Create(ctx, apikeys.CreateOptions{
-		Owner: *owner, Groups: groups, Roles: roles, Description: *desc, TTL: *ttl,
+		Owner: *owner, Groups: groups, Roles: roles, Description: *desc, TTL: *ttl, RateLimit: limit,
 	})
 	if errors.Is(err, apikeys.ErrInvalid) {
 		return k.usage("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -251,10 +267,10 @@ func (k *keysCmd) list(ctx context.Context, args []string) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(k.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tOWNER\tSTATUS\tGROUPS\tROLES\tCREATED\tEXPIRES\tHASH\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tOWNER\tSTATUS\tGROUPS\tROLES\tRATE LIMIT\tCREATED\tEXPIRES\tHASH\tDESCRIPTION")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.ID, r.Owner, r.Status(now), orDash(strings.Join(r.Groups, ",")), orDash(strings.Join(r.Roles, ",")),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ID, r.Owner, r.Status(now), orDash(strings.Join(r.Groups, ",")), orDash(strings.Join(r.Roles, ",")), limitString(r.RateLimit),
 			r.CreatedAt.UTC().Format(time.RFC3339), orNever(r.ExpiresAt), apikeys.HashPrefix(r.Hash), oneLine(r.Description, 40))
 	}
 	if err := tw.Flush(); err != nil {
@@ -327,6 +343,11 @@ func (k *keysCmd) describe(r *apikeys.Record) {
 	row("status", r.Status(time.Now()))
 	row("groups", orDash(strings.Join(r.Groups, ", ")))
 	row("roles", orDash(strings.Join(r.Roles, ", ")))
+	if r.RateLimit != nil {
+		row("rate limit", limitString(r.RateLimit)+" (this key's own: beats the configured limits)")
+	} else {
+		row("rate limit", "- (the configured limits apply)")
+	}
 	if r.Description != "" {
 		row("description", r.Description)
 	}
@@ -353,6 +374,8 @@ type keyView struct {
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
 	HashPrefix  string    `json:"hash_prefix"`
+	// RateLimit is {"requests":10,"per":"1m","burst":0}, absent for none.
+	RateLimit *apikeys.RateLimit `json:"rate_limit,omitempty"`
 }
 
 func viewOf(r *apikeys.Record, now time.Time) keyView {
@@ -360,8 +383,17 @@ func viewOf(r *apikeys.Record, now time.Time) keyView {
 		ID: r.ID, Owner: r.Owner, Status: r.Status(now),
 		Groups: orEmpty(r.Groups), Roles: orEmpty(r.Roles), Description: r.Description,
 		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), RevokedAt: r.RevokedAt.UTC(),
-		HashPrefix: apikeys.HashPrefix(r.Hash),
+		HashPrefix: apikeys.HashPrefix(r.Hash), RateLimit: r.RateLimit,
 	}
+}
+
+// limitString formats a key's own limit as --rate-limit reads it ("10/1m",
+// "10/1m,burst=5"), or "-" for none.
+func limitString(l *apikeys.RateLimit) string {
+	if l == nil {
+		return "-"
+	}
+	return ratelimit.Limit(*l).String()
 }
 
 func (k *keysCmd) writeJSON(v any) int {

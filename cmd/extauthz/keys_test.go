@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
@@ -251,6 +252,128 @@ func TestRunKeys_StoreErrors(t *testing.T) {
 			}
 			if took := time.Since(start); took > 10*time.Second {
 				t.Errorf("took %v", took)
+			}
+		})
+	}
+}
+
+// --rate-limit gives a key its own limit, which the server's lookups return
+// and show and list print, in both kinds of store; a broken stored limit is
+// reported, not ignored.
+func TestRunKeys_RateLimit(t *testing.T) {
+	stores := []struct {
+		name  string
+		setup func(t *testing.T) (cfg string, server *apikeys.Store, rdb *redis.Client)
+	}{
+		{"redis", func(t *testing.T) (string, *apikeys.Store, *redis.Client) {
+			srv := apikeystest.StartServer(t)
+			c := apikeys.DefaultConfig()
+			c.Redis = &apikeys.RedisConfig{Addrs: []string{srv.URL()}, Timeout: time.Second}
+			return keysConfig(t, "  redis:\n    addrs: ["+srv.URL()+"]\n    timeout: 1s\n"), openTestStore(t, c), srv.Client(t)
+		}},
+		{"embedded file", func(t *testing.T) (string, *apikeys.Store, *redis.Client) {
+			cfg := keysConfig(t, "  file: keys.json\n")
+			c := apikeys.DefaultConfig()
+			c.File = filepath.Join(filepath.Dir(cfg), "keys.json")
+			return cfg, openTestStore(t, c), nil
+		}},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			cfg, server, rdb := st.setup(t)
+			ctx := context.Background()
+			created := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "ci-bot", "--rate-limit", "10/1m,burst=5", "--json")
+			want := &apikeys.RateLimit{Requests: 10, Per: time.Minute, Burst: 5}
+			if diff := cmp.Diff(want, created.RateLimit); diff != "" {
+				t.Errorf("create --json rate_limit (-want +got):\n%s", diff)
+			}
+			rec, err := server.Lookup(ctx, created.Key)
+			if err != nil {
+				t.Fatalf("Lookup of the created key: %v", err)
+			}
+			if diff := cmp.Diff(want, rec.RateLimit); diff != "" {
+				t.Errorf("the server's record (-want +got):\n%s", diff)
+			}
+			plain := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "ci-bot", "--json")
+
+			// --json carries the stored form, and nothing for a key without.
+			for _, tt := range []struct {
+				id   string
+				want any
+			}{
+				{created.ID, map[string]any{"requests": 10.0, "per": "1m", "burst": 5.0}},
+				{plain.ID, nil},
+			} {
+				got := keysJSON[map[string]any](t, "show", tt.id, "--config", cfg, "--json")
+				if diff := cmp.Diff(tt.want, got["rate_limit"]); diff != "" {
+					t.Errorf("show %s --json rate_limit (-want +got):\n%s", tt.id, diff)
+				}
+			}
+			list := keysJSON[[]keyView](t, "list", "--config", cfg, "--json")
+			if len(list) != 2 || !cmp.Equal(want, list[0].RateLimit) || list[1].RateLimit != nil {
+				t.Errorf("list --json = %+v", list)
+			}
+
+			human := []struct {
+				args []string
+				want string
+			}{
+				{[]string{"show", created.ID, "--config", cfg}, "rate limit: 10/1m,burst=5 (this key's own"},
+				{[]string{"show", plain.ID, "--config", cfg}, "rate limit: - (the configured limits apply)"},
+				{[]string{"list", "--config", cfg}, "10/1m,burst=5"},
+				{[]string{"list", "--config", cfg}, "RATE LIMIT"},
+			}
+			for _, tt := range human {
+				code, out, errOut := keysRun(t, tt.args...)
+				if code != 0 || !strings.Contains(strings.Join(strings.Fields(out), " "), tt.want) {
+					t.Errorf("%v: exit %d, want %q in\n%s%s", tt.args, code, tt.want, out, errOut)
+				}
+			}
+
+			refused := []struct {
+				name, value, msg string
+			}{
+				{"no period", "10", `invalid value "10" for flag -rate-limit: limit "10" must look like 10/1m or 10/1m,burst=5`},
+				{"zero requests", "0/1m", "limit.requests: 0 must be between 1 and 1000000"},
+				{"period too short", "10/100ms", "limit.per: 100ms must be between 1s and 24h"},
+				{"unknown option", "10/1m,bust=3", "the option must be burst=<n>"},
+				{"burst out of range", "10/1m,burst=-1", "limit.burst: -1 must be between 0"},
+			}
+			for _, tt := range refused {
+				t.Run(tt.name, func(t *testing.T) {
+					code, _, errOut := keysRun(t, "create", "--config", cfg, "--owner", "eve", "--rate-limit", tt.value)
+					if code != 2 || !strings.Contains(errOut, tt.msg) {
+						t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", code, errOut, tt.msg)
+					}
+				})
+			}
+			if l := keysJSON[[]keyView](t, "list", "--owner", "eve", "--config", cfg, "--json"); len(l) != 0 {
+				t.Errorf("refused creates left keys: %+v", l)
+			}
+
+			if rdb == nil {
+				return
+			}
+			// A limit broken behind the store's back is reported by show and
+			// list, and the server refuses the key.
+			if err := rdb.HSet(ctx, "extauthz:{apikeys}:key:"+rec.Hash, "rate_limit", "10/1m").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.Publish(ctx, apikeys.EventsChannel, "*").Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"show", created.ID, "--config", cfg}, {"list", "--config", cfg}} {
+				code, _, errOut := keysRun(t, args...)
+				if code != 1 || !strings.Contains(errOut, "corrupt api key record: rate_limit: must be an object") {
+					t.Errorf("%v: exit %d, stderr:\n%s\nwant exit 1 naming the corrupt rate_limit", args, code, errOut)
+				}
+			}
+			eventually := time.Now().Add(3 * time.Second)
+			for _, err := server.Lookup(ctx, created.Key); !errors.Is(err, apikeys.ErrCorrupt); _, err = server.Lookup(ctx, created.Key) {
+				if time.Now().After(eventually) {
+					t.Fatalf("the server still answers %v for a key with a corrupt limit", err)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		})
 	}
