@@ -187,9 +187,16 @@ func TestStore_RateLimitRoundTrip(t *testing.T) {
 			if got, err := other.Get(ctx, rec.ID); err != nil || !cmp.Equal(rec, got) {
 				t.Errorf("Get = %+v, %v; want %+v", got, err, rec)
 			}
+			// Both keys may share a created_at millisecond, so find them by id
+			// rather than by position.
 			list, err := other.List(ctx, "ci-bot")
-			if err != nil || len(list) != 2 || !cmp.Equal(want, list[0].RateLimit) || list[1].RateLimit != nil {
-				t.Errorf("List = %+v, %v", list, err)
+			if err != nil || len(list) != 2 {
+				t.Fatalf("List = %+v, %v; want 2 records", list, err)
+			}
+			for _, r := range list {
+				if r.ID == rec.ID && !cmp.Equal(want, r.RateLimit) || r.ID != rec.ID && r.RateLimit != nil {
+					t.Errorf("List record %s has rate limit %+v", r.ID, r.RateLimit)
+				}
 			}
 			// Revocation keeps the limit on the tombstone.
 			if err := s.Revoke(ctx, rec.ID); err != nil {

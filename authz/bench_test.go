@@ -646,3 +646,44 @@ func TestGRPC_SharedResponses(t *testing.T) {
 		t.Run(name, func(t *testing.T) { roundTrip(t, resp) })
 	}
 }
+
+// TestGRPC_CodecForgetsReplacedResponses: with every response competing for
+// one slot, the codec's index holds exactly the cached response, so it
+// stays bounded by the cache, and a replaced response is encoded by the
+// standard codec, still correctly.
+func TestGRPC_CodecForgetsReplacedResponses(t *testing.T) {
+	s := NewServer(newTestEngine(t, nil), ServerOptions{}, discardLogger(), NewMetrics(newRegistry()))
+	g := s.GRPC()
+	g.ok = newSlotCache[okKey, *okEntry](1)
+	ctx := context.Background()
+	check := func(tok string) *authv3.CheckResponse {
+		resp, err := g.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + tok}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	indexed := func() (n int) {
+		g.wire.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	for i := range 50 {
+		tok := []string{jwtAlice, jwtBob, jwtOdd}[i%3]
+		resp := check(tok)
+		if n := indexed(); n != 1 {
+			t.Fatalf("after check %d the codec indexes %d responses, want the 1 cached", i, n)
+		}
+		data, err := g.Codec().Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got authv3.CheckResponse
+		if err := g.Codec().Unmarshal(data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(resp, &got, protocmp.Transform()); diff != "" {
+			t.Fatalf("check %d: encoded response decodes differently (-sent +decoded):\n%s", i, diff)
+		}
+	}
+}

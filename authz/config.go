@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 // Route is one entry of the `routes` list. Routes are tried in order and the
@@ -16,6 +18,18 @@ type Route struct {
 	Match   Match   `yaml:"match"`
 	Public  bool    `yaml:"public"`
 	Require Require `yaml:"require"`
+	// ModelHeader names a request header that may carry the requested model
+	// (read only with require.model; see LLMRoute).
+	ModelHeader string `yaml:"model_header"`
+	// RateLimit is the route's own rate limit (see ratelimit.RouteLimit);
+	// nil means rate_limits applies as configured.
+	RateLimit *ratelimit.RouteLimit `yaml:"rate_limit"`
+}
+
+// LLM returns the route's LLM policy: require.model, require.tools and
+// model_header.
+func (r Route) LLM() LLMRoute {
+	return LLMRoute{RequireModel: r.Require.Model, RequireTools: r.Require.Tools, ModelHeader: r.ModelHeader}
 }
 
 // Match selects requests. Every field that is set must fit; an empty Match
@@ -39,11 +53,17 @@ type Match struct {
 }
 
 // Require says what an authenticated identity needs on a non-public route.
-// Exactly one of the fields is set.
+// Exactly one of AnyRole, Permissions and Authenticated is set, or none when
+// Model or Tools is (which then implies Authenticated).
 type Require struct {
 	AnyRole       []string `yaml:"any_role"`
 	Permissions   []string `yaml:"permissions"`
 	Authenticated bool     `yaml:"authenticated"`
+	// Model requires the permission model:<name> for the model the request
+	// names (body or model_header); see LLMRoute.
+	Model bool `yaml:"model"`
+	// Tools requires tool:<name> for every tool the request body declares.
+	Tools bool `yaml:"tools"`
 }
 
 // Headers is the `headers` section: how identity reaches the upstream.
@@ -75,6 +95,38 @@ type Config struct {
 	// across providers, so that a client-sent copy is removed when the
 	// decision does not set it.
 	ClaimHeaders []string
+	// RateLimits is the rate_limits section with its Redis settings filled
+	// in; nil turns rate limiting off unless a route has a rate_limit (then
+	// the zero Config applies). With rate limits on, Deps.Limiter is
+	// required.
+	RateLimits *ratelimit.Config
+	// LLMMaxBodyBytes is the largest body the LLM policy parses (default
+	// DefaultLLMMaxBodyBytes); set it to server.grpc_max_recv_bytes.
+	LLMMaxBodyBytes int
+}
+
+// RateLimitsOn reports whether cfg turns rate limiting on: a rate_limits
+// section, or a route with a rate_limit that is not disabled.
+func (cfg Config) RateLimitsOn() bool {
+	if cfg.RateLimits != nil {
+		return true
+	}
+	for _, r := range cfg.Routes {
+		if r.RateLimit != nil && !r.RateLimit.Disabled && !r.Public {
+			return true
+		}
+	}
+	return false
+}
+
+// RateLimitRoutes describes the routes to ratelimit.NewPolicy and
+// ratelimit.ValidatePolicy, in config order.
+func RateLimitRoutes(routes []Route) []ratelimit.Route {
+	out := make([]ratelimit.Route, len(routes))
+	for i, r := range routes {
+		out[i] = ratelimit.Route{Name: r.Name, Public: r.Public, Limit: r.RateLimit}
+	}
+	return out
 }
 
 // DefaultHeaders returns the default `headers` section.
@@ -93,6 +145,8 @@ func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole fu
 		p := fmt.Sprintf("routes[%d]", i)
 		if r.Name == "" {
 			errs = append(errs, fmt.Errorf("%s.name: must be set (it names the route in logs)", p))
+		} else if r.Name == ratelimit.DefaultRouteLabel {
+			errs = append(errs, fmt.Errorf("%s.name: %q is reserved (it labels checks that matched no route): choose another name", p, r.Name))
 		} else if j, dup := names[r.Name]; dup {
 			errs = append(errs, fmt.Errorf("%s.name: %q is already used by routes[%d]: route names must be unique", p, r.Name, j))
 		} else {
@@ -130,10 +184,13 @@ func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole fu
 		if q.Authenticated {
 			set++
 		}
+		// require.model and require.tools add to the clause; on their own
+		// they imply authenticated: true.
+		llm := q.Model || q.Tools
 		switch {
 		case r.Public && set > 0:
 			errs = append(errs, fmt.Errorf("%s: a public route must not have require (it is allowed without credentials)", p))
-		case !r.Public && set == 0:
+		case !r.Public && set == 0 && !llm:
 			errs = append(errs, fmt.Errorf("%s.require: set one of any_role, permissions or authenticated: true (or public: true)", p))
 		case set > 1:
 			errs = append(errs, fmt.Errorf("%s.require: set only one of any_role, permissions or authenticated", p))
@@ -147,6 +204,9 @@ func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole fu
 			if perm == "" || strings.ContainsAny(perm, " \t*") {
 				errs = append(errs, fmt.Errorf("%s.require.permissions[%d]: %q must be a permission name without spaces or wildcards", p, j, perm))
 			}
+		}
+		if err := ValidateLLMRoute(p, r.Public, r.LLM()); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch defaultRoute {

@@ -53,10 +53,42 @@ func newDenial(r Reason, c Code) *denial {
 		headers = append(headers, Header{"www-authenticate", `Bearer realm="` + Realm + `", error="invalid_token", error_description="` + codeMessages[c] + `"`})
 	case Forbidden:
 		headers = append(headers, Header{"www-authenticate", `Bearer realm="` + Realm + `", error="insufficient_scope"`})
-	case Unavailable:
+	case Unavailable, RateLimited:
 		headers = append(headers, Header{"retry-after", RetryAfterSeconds})
 	}
-	return &denial{code: c, body: body, headers: headers, grpc: deniedGRPC(r, c, string(body), headers)}
+	return &denial{code: c, body: body, headers: headers, grpc: deniedGRPC(r, c, string(body), headers, "")}
+}
+
+// forDecision returns the denial for d: the prebuilt one of its reason,
+// unless d carries a message of its own (a refused model or tool, a body
+// that cannot be checked) or response headers (a 429's retry-after and
+// ratelimit-*), which need a denial built for this request. The gRPC
+// response is built only when withGRPC is set.
+func (ds *denials) forDecision(d *Decision, withGRPC bool) *denial {
+	base := ds.get(d.Reason)
+	if d.Message == "" && len(d.ResponseHeaders) == 0 {
+		return base
+	}
+	msg := d.Message
+	if msg == "" {
+		msg = codeMessages[base.code]
+	}
+	body, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{base.code.String(), msg})
+	headers := make([]Header, 0, len(base.headers)+len(d.ResponseHeaders))
+	for _, h := range base.headers {
+		if !setsHeader(d.ResponseHeaders, h.Name) {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers, d.ResponseHeaders...)
+	dn := &denial{code: base.code, body: body, headers: headers}
+	if withGRPC {
+		dn.grpc = deniedGRPC(d.Reason, base.code, string(body), headers, d.Model)
+	}
+	return dn
 }
 
 func (ds *denials) get(r Reason) *denial {
@@ -65,5 +97,3 @@ func (ds *denials) get(r Reason) *denial {
 	}
 	return ds.internal
 }
-
-func (ds *denials) grpcResponse(r Reason) *authv3.CheckResponse { return ds.get(r).grpc }

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
 )
 
@@ -23,13 +25,21 @@ type keyLookup interface {
 	Lookup(ctx context.Context, key string) (*apikeys.Record, error)
 }
 
+// rateLimiter spends rate-limit budget; *ratelimit.Limiter implements it.
+type rateLimiter interface {
+	Allow(ctx context.Context, rule ratelimit.Rule) (ratelimit.Result, error)
+}
+
 // Deps are the Engine's collaborators. Verifier and Keys may be nil, which
 // turns the JWT or API-key path off: such credentials are then refused as
-// invalid.
+// invalid. Limiter is required when the Config turns rate limits on.
+// LLMMetrics may be nil (nothing counted).
 type Deps struct {
-	Verifier tokenVerifier
-	Keys     keyLookup
-	Mapper   *rolemap.Mapper
+	Verifier   tokenVerifier
+	Keys       keyLookup
+	Mapper     *rolemap.Mapper
+	Limiter    rateLimiter
+	LLMMetrics *LLMMetrics
 }
 
 // Request is one authorization question, independent of the transport.
@@ -42,6 +52,10 @@ type Request struct {
 	Headers map[string]string
 	// ContextExtensions are Envoy's per-route context_extensions (gRPC only).
 	ContextExtensions map[string]string
+	// Body is the request body as the proxy forwarded it (Envoy
+	// with_request_body); nil when it sent none. The Engine only reads it,
+	// and only on routes with an LLM policy.
+	Body []byte
 }
 
 // Header is one header name (lower-case) and value.
@@ -57,6 +71,9 @@ type Identity struct {
 	Roles   []string
 	// Extra are the claims_to_headers values (JWT only).
 	Extra []Header
+	// KeyLimit is the API key's own rate limit (API key only); nil when it
+	// has none.
+	KeyLimit *ratelimit.Limit
 }
 
 // Decision is the Engine's answer.
@@ -76,6 +93,20 @@ type Decision struct {
 	// strip_credentials the credential headers. Read-only: the common lists
 	// are shared.
 	Remove []string
+	// Model and Tools are what the request asked for, on routes with an LLM
+	// policy (for the log and Envoy metadata; never metric labels).
+	Model string
+	Tools []string
+	// Message, when set, replaces the code's standard message in the denial
+	// body (it names the refused model or tool, or why the body cannot be
+	// checked). It never holds a credential.
+	Message string
+	// ResponseHeaders go to the client: on allow the ratelimit-* headers,
+	// on a 429 also retry-after.
+	ResponseHeaders []Header
+	// RateLimit is what the rate limiter said, for the log: "" (no limit
+	// applied), allowed, limited, error_allowed or error_denied.
+	RateLimit string
 }
 
 // Engine makes decisions. It is immutable once built; a config reload builds
@@ -98,6 +129,12 @@ type Engine struct {
 	// mapping, sorting and joining.
 	jwtIDs *identityCache[*jwks.Claims]
 	keyIDs *identityCache[*apikeys.Record]
+	// policy and limiter are nil without rate limits.
+	policy     *ratelimit.Policy
+	limiter    rateLimiter
+	llmLimits  LLMLimits
+	llmMetrics *LLMMetrics
+	needsBody  bool // some route has an LLM policy
 }
 
 // identityNames are the identity header names under the configured prefix.
@@ -129,6 +166,8 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		verifier:     deps.Verifier,
 		keys:         deps.Keys,
 		mapper:       deps.Mapper,
+		llmLimits:    LLMLimits{MaxBytes: cfg.LLMMaxBodyBytes},
+		llmMetrics:   deps.LLMMetrics,
 		jwtIDs:       newIdentityCache[*jwks.Claims](identityCacheSlots),
 		keyIDs:       newIdentityCache[*apikeys.Record](identityCacheSlots),
 		names: identityNames{
@@ -144,9 +183,42 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		e.keyPrefix = cfg.APIKeyPrefix + "_"
 	}
 	for _, r := range cfg.Routes {
-		e.routes = append(e.routes, compileRoute(r))
+		c := compileRoute(r)
+		e.needsBody = e.needsBody || c.llm.Enabled()
+		e.routes = append(e.routes, c)
+	}
+	if cfg.RateLimitsOn() {
+		if deps.Limiter == nil {
+			return nil, errors.New("authz: rate limits are configured but no limiter was given")
+		}
+		var rc ratelimit.Config
+		if cfg.RateLimits != nil {
+			rc = *cfg.RateLimits
+		}
+		p, err := ratelimit.NewPolicy(rc, RateLimitRoutes(cfg.Routes))
+		if err != nil {
+			return nil, fmt.Errorf("authz: %w", err)
+		}
+		e.policy, e.limiter = p, deps.Limiter
 	}
 	return e, nil
+}
+
+// NeedsBody reports whether some route reads the request body (an LLM
+// policy), so that a front end knows whether to read it at all.
+func (e *Engine) NeedsBody() bool { return e.needsBody }
+
+// LLMMaxBodyBytes is the largest body the LLM policy parses; a front end
+// reads at most one byte more.
+func (e *Engine) LLMMaxBodyBytes() int { return e.llmLimits.withDefaults().MaxBytes }
+
+// RateLimitRoutes returns the route names that can be rate limited (for
+// ratelimit.Metrics.AddRoutes), or nil without rate limits.
+func (e *Engine) RateLimitRoutes() []string {
+	if e.policy == nil {
+		return nil
+	}
+	return e.policy.Routes()
 }
 
 // Decide answers one request. It never panics on hostile input and fails
@@ -177,16 +249,83 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	d.Identity = id
 	d.Reason = e.authorize(rt, id.Roles)
 	d.Code = reasonCodes[d.Reason]
+	if d.Code == Allowed && rt != nil && rt.llm.Enabled() {
+		e.checkLLM(rt, r, id, &d)
+	}
+	if d.Code == Allowed && e.policy != nil {
+		e.rateLimit(ctx, id, &d)
+	}
 	if d.Code == Allowed && ctx.Err() != nil {
 		// The check outlived its deadline: the proxy has given up on it or
 		// is about to, and a late allow must not count.
 		d.Code, d.Reason = Unavailable, ReasonCheckTimeout
+		d.ResponseHeaders = nil
 	}
 	if d.Code == Allowed {
 		d.Set = set
 		d.Remove = e.removals(r.Headers, d.Set)
 	}
 	return d
+}
+
+// checkLLM applies the route's LLM policy to an authorized request: the
+// model and tools it asks for must be permitted, and the body must be one
+// that can be checked.
+func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
+	in := LLMInput{Body: r.Body, ContentType: r.Headers["content-type"]}
+	// Envoy sets the partial-body header to "true" or "false"; anything
+	// but "false" fails closed.
+	if v, ok := r.Headers[PartialBodyHeader]; ok && v != "false" {
+		in.Partial = true
+	}
+	if rt.llm.ModelHeader != "" {
+		in.ModelHeader, in.HasModelHeader = r.Headers[rt.llm.ModelHeader]
+	}
+	c := CheckLLM(rt.llm, in, e.llmLimits, func(perm string) bool {
+		return e.mapper.Permits(id.Roles, []string{perm})
+	})
+	d.Model, d.Tools = c.Request.Model, c.Request.Tools
+	if c.Reason == "" {
+		return
+	}
+	d.Reason, d.Code, d.Message = c.Reason, reasonCodes[c.Reason], c.Message
+	e.llmMetrics.Count(c.Reason)
+}
+
+// rateLimit spends one request of the caller's budget on the route, when a
+// limit applies. Only requests that are otherwise allowed spend budget.
+func (e *Engine) rateLimit(ctx context.Context, id *Identity, d *Decision) {
+	rule, ok := e.policy.Resolve(d.Route, ratelimit.Caller{
+		Subject: id.Subject, Issuer: id.Issuer, KeyID: id.KeyID, Roles: id.Roles, KeyLimit: id.KeyLimit,
+	})
+	if !ok {
+		return
+	}
+	res, err := e.limiter.Allow(ctx, rule)
+	d.ResponseHeaders = convertRateHeaders(res.Headers())
+	switch {
+	case err != nil && res.Allowed:
+		d.RateLimit = "error_allowed" // on_error: allow
+	case err != nil:
+		d.RateLimit = "error_denied"
+		d.Code, d.Reason = Unavailable, ReasonRateLimitUnavailable
+	case !res.Allowed:
+		d.RateLimit = "limited"
+		d.Code, d.Reason = RateLimited, ReasonRateLimited
+	default:
+		d.RateLimit = "allowed"
+	}
+}
+
+func convertRateHeaders(in []ratelimit.Header) []Header {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]Header, len(in))
+	for i, h := range in {
+		out[i] = Header{h.Name, h.Value}
+	}
+	return out
 }
 
 func (e *Engine) match(r *Request) *route {
@@ -298,6 +437,10 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 		Groups:  sortedGroups(rec.Groups),
 		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),
 	}
+	if rec.RateLimit != nil {
+		l := ratelimit.Limit(*rec.RateLimit)
+		id.KeyLimit = &l
+	}
 	set := e.identityHeaders(id)
 	e.keyIDs.put(rec, derivedIdentity{id, set})
 	return id, set, ""
@@ -365,6 +508,14 @@ func (c *slotCache[K, V]) get(k K) (v V, ok bool) {
 // put caches v for k, replacing whatever shared its slot.
 func (c *slotCache[K, V]) put(k K, v V) {
 	c.slot(k).Store(&slotEntry[K, V]{key: k, val: v})
+}
+
+// swap caches v for k and returns the value it replaced, if any.
+func (c *slotCache[K, V]) swap(k K, v V) (old V, replaced bool) {
+	if e := c.slot(k).Swap(&slotEntry[K, V]{key: k, val: v}); e != nil {
+		return e.val, true
+	}
+	return old, false
 }
 
 // jwtReason maps a jwks error to a reason. Unknown errors fail closed as

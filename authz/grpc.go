@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -24,9 +25,10 @@ type GRPC struct {
 	// ok caches the allowed responses of the common case, shared by every
 	// check with the same identity, route and removal list.
 	ok *slotCache[okKey, *okEntry]
-	// wire finds the cache entry of a response the codec is asked to
-	// encode; denied holds the encoded prebuilt denials.
-	wire   *slotCache[*authv3.CheckResponse, *okEntry]
+	// wire finds the entry of a cached response the codec is asked to
+	// encode (*authv3.CheckResponse → *okEntry): exactly the entries in ok.
+	// denied holds the encoded prebuilt denials.
+	wire   sync.Map
 	denied map[*authv3.CheckResponse][]byte
 	std    encoding.CodecV2
 }
@@ -39,7 +41,6 @@ func (s *Server) GRPC() *GRPC {
 	g := &GRPC{
 		s:      s,
 		ok:     newSlotCache[okKey, *okEntry](okCacheSlots),
-		wire:   newSlotCache[*authv3.CheckResponse, *okEntry](okCacheSlots),
 		denied: make(map[*authv3.CheckResponse][]byte, len(s.deny.byReason)),
 		std:    encoding.GetCodecV2(grpcproto.Name),
 	}
@@ -69,13 +70,20 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 		Headers:           headers,
 		ContextExtensions: attrs.GetContextExtensions(),
 	}
+	// The body (Envoy with_request_body): raw_body with pack_as_bytes,
+	// else the string field body. Copied only when some route reads it.
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		r.Body = raw
+	} else if b := h.GetBody(); b != "" && g.s.Engine().NeedsBody() {
+		r.Body = []byte(b)
+	}
 	requestID := headers["x-request-id"]
 	if requestID == "" {
 		requestID = h.GetId()
 	}
 	d := g.s.decide(ctx, TransportGRPC, &r, requestID)
 	if d.Code != Allowed {
-		return g.s.deny.grpcResponse(d.Reason), nil
+		return g.s.deny.forDecision(&d, true).grpc, nil
 	}
 	return g.okResponse(&d), nil
 }
@@ -132,7 +140,10 @@ func (g *GRPC) okResponse(d *Decision) *authv3.CheckResponse {
 	// Without an identity (a public route) the key is the route alone,
 	// which is unique too; a removal list built for this request is not
 	// shared.
-	cacheable := k.removal != removalOther && (d.Identity != nil || len(d.Set) == 0)
+	// Nor is a response that carries this request's rate-limit budget or
+	// model.
+	cacheable := k.removal != removalOther && (d.Identity != nil || len(d.Set) == 0) &&
+		len(d.ResponseHeaders) == 0 && d.Model == "" && len(d.Tools) == 0
 	if cacheable {
 		if e, ok := g.ok.get(k); ok {
 			if !e.reused.Load() {
@@ -144,14 +155,21 @@ func (g *GRPC) okResponse(d *Decision) *authv3.CheckResponse {
 	m := &okMessage{}
 	m.ok.Headers = headerOptions(d.Set)
 	m.ok.HeadersToRemove = d.Remove
+	// The ratelimit-* headers go to the client, with the upstream's
+	// response.
+	m.ok.ResponseHeadersToAdd = headerOptions(d.ResponseHeaders)
 	m.http.OkResponse = &m.ok
 	m.resp.Status = okStatus
 	m.resp.HttpResponse = &m.http
 	m.resp.DynamicMetadata = identityMetadata(d)
 	if cacheable {
+		// Register the entry with the codec before it can be replaced, so
+		// whoever replaces it always finds it to remove.
 		e := &okEntry{resp: &m.resp}
-		g.ok.put(k, e)
-		g.wire.put(e.resp, e)
+		g.wire.Store(e.resp, e)
+		if old, ok := g.ok.swap(k, e); ok {
+			g.wire.Delete(old.resp)
+		}
 	}
 	return &m.resp
 }
@@ -216,8 +234,12 @@ func (g *GRPC) encoded(resp *authv3.CheckResponse) []byte {
 	if b, ok := g.denied[resp]; ok {
 		return b
 	}
-	e, ok := g.wire.get(resp)
-	if !ok || !e.reused.Load() {
+	v, ok := g.wire.Load(resp)
+	if !ok {
+		return nil
+	}
+	e := v.(*okEntry)
+	if !e.reused.Load() {
 		return nil
 	}
 	if b := e.wire.Load(); b != nil {
@@ -234,8 +256,11 @@ func (g *GRPC) encoded(resp *authv3.CheckResponse) []byte {
 // identityMetadata is the decision as Envoy dynamic metadata under the
 // ext_authz filter's namespace, for access logs and later filters.
 func identityMetadata(d *Decision) *structpb.Struct {
-	m := &metadataBuilder{s: structpb.Struct{Fields: make(map[string]*structpb.Value, 9)}}
+	m := &metadataBuilder{s: structpb.Struct{Fields: make(map[string]*structpb.Value, 10)}}
 	m.add("outcome", d.Code.String())
+	if d.Model != "" {
+		m.add("model", d.Model)
+	}
 	m.add("reason", string(d.Reason))
 	if d.Route != "" {
 		m.add("route", d.Route)
@@ -259,13 +284,13 @@ func identityMetadata(d *Decision) *structpb.Struct {
 	return &m.s
 }
 
-// metadataBuilder holds the metadata Struct and its (at most 9) string
+// metadataBuilder holds the metadata Struct and its (at most 10) string
 // values in one allocation instead of two per value.
 type metadataBuilder struct {
 	s    structpb.Struct
 	n    int
-	vals [9]structpb.Value
-	strs [9]structpb.Value_StringValue
+	vals [10]structpb.Value
+	strs [10]structpb.Value_StringValue
 }
 
 func (m *metadataBuilder) add(key, v string) {
@@ -300,13 +325,20 @@ func headerMapToMap(hm *corev3.HeaderMap) map[string]string {
 }
 
 // deniedGRPC builds the precomputed CheckResponse for a denial.
-func deniedGRPC(reason Reason, c Code, body string, headers []Header) *authv3.CheckResponse {
+func deniedGRPC(reason Reason, c Code, body string, headers []Header, model string) *authv3.CheckResponse {
 	opts := make([]*corev3.HeaderValueOption, 0, len(headers))
 	for _, h := range headers {
 		opts = append(opts, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
+	}
+	md := map[string]*structpb.Value{
+		"outcome": structpb.NewStringValue(c.String()),
+		"reason":  structpb.NewStringValue(string(reason)),
+	}
+	if model != "" {
+		md["model"] = structpb.NewStringValue(model)
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(c.GRPCCode()), Message: c.String()},
@@ -315,9 +347,6 @@ func deniedGRPC(reason Reason, c Code, body string, headers []Header) *authv3.Ch
 			Headers: opts,
 			Body:    body,
 		}},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"outcome": structpb.NewStringValue(c.String()),
-			"reason":  structpb.NewStringValue(string(reason)),
-		}},
+		DynamicMetadata: &structpb.Struct{Fields: md},
 	}
 }

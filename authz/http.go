@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -49,6 +51,20 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 			}
 		}
 	}
+	// The body (Envoy http_service with_request_body), only when some
+	// route reads it, and at most one byte more than the LLM policy
+	// parses, so that a larger body is refused as too large.
+	if e := h.s.Engine(); e.NeedsBody() && hr.Body != nil && hr.Body != http.NoBody {
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(io.LimitReader(hr.Body, int64(e.LLMMaxBodyBytes())+1)); err == nil {
+			r.Body = buf.Bytes()
+		} else {
+			// A body that could not be read whole is a partial body:
+			// the LLM policy refuses it on routes that read it.
+			r.Body = buf.Bytes()
+			headers[PartialBodyHeader] = "true"
+		}
+	}
 	// The forwarding headers describe the request; they are not part of it.
 	delete(headers, "x-forwarded-method")
 	delete(headers, "x-forwarded-uri")
@@ -62,13 +78,18 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		for _, x := range d.Set {
 			out[http.CanonicalHeaderKey(x.Name)] = []string{x.Value}
 		}
+		// ratelimit-*: Envoy passes them to the client with
+		// allowed_client_headers_on_success.
+		for _, x := range d.ResponseHeaders {
+			out[http.CanonicalHeaderKey(x.Name)] = []string{x.Value}
+		}
 		if len(d.Remove) > 0 {
 			out.Set(envoyHeadersToRemove, strings.Join(d.Remove, ","))
 		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	dn := h.s.deny.get(d.Reason)
+	dn := h.s.deny.forDecision(&d, false)
 	for _, x := range dn.headers {
 		out.Set(x.Name, x.Value)
 	}

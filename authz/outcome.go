@@ -16,6 +16,10 @@ const (
 	Forbidden
 	RateLimited
 	Unavailable
+	// InvalidRequest: the request body (or model header) cannot be checked
+	// by a route's LLM policy (400). It comes last so that the values of
+	// the codes before it stay stable.
+	InvalidRequest
 	numCodes
 )
 
@@ -27,6 +31,7 @@ var codeNames = [numCodes]string{
 	Forbidden:          "forbidden",
 	RateLimited:        "rate_limited",
 	Unavailable:        "unavailable",
+	InvalidRequest:     "invalid_request",
 }
 
 var codeMessages = [numCodes]string{
@@ -36,6 +41,7 @@ var codeMessages = [numCodes]string{
 	Forbidden:          "the credential is not permitted to access this resource",
 	RateLimited:        "too many requests",
 	Unavailable:        "the authorization service is temporarily unavailable",
+	InvalidRequest:     "the request cannot be checked",
 }
 
 // String returns the code's name as it appears in metrics and JSON bodies.
@@ -58,6 +64,8 @@ func (c Code) HTTPStatus() int {
 		return 403
 	case RateLimited:
 		return 429
+	case InvalidRequest:
+		return 400
 	default:
 		return 503
 	}
@@ -74,6 +82,8 @@ func (c Code) GRPCCode() codes.Code {
 		return codes.PermissionDenied
 	case RateLimited:
 		return codes.ResourceExhausted
+	case InvalidRequest:
+		return codes.InvalidArgument
 	default:
 		return codes.Unavailable
 	}
@@ -119,6 +129,12 @@ const (
 	ReasonRedisUnavailable Reason = "redis_unavailable"
 	ReasonCheckTimeout     Reason = "check_timeout"
 	ReasonInternalError    Reason = "internal_error"
+
+	// ReasonRateLimited: the caller spent its rate-limit budget (429).
+	ReasonRateLimited Reason = "rate_limited"
+	// ReasonRateLimitUnavailable: the rate-limit Redis failed and
+	// rate_limits.on_error is deny (503).
+	ReasonRateLimitUnavailable Reason = "ratelimit_unavailable"
 )
 
 // reasonCodes lists every reason with the code it implies. Deny responses are
@@ -158,6 +174,18 @@ var reasonCodes = map[Reason]Code{
 	ReasonRedisUnavailable: Unavailable,
 	ReasonCheckTimeout:     Unavailable,
 	ReasonInternalError:    Unavailable,
+
+	ReasonPartialBody:       InvalidRequest,
+	ReasonBodyTooLarge:      InvalidRequest,
+	ReasonContentType:       InvalidRequest,
+	ReasonMalformedBody:     InvalidRequest,
+	ReasonMissingModel:      InvalidRequest,
+	ReasonModelMismatch:     InvalidRequest,
+	ReasonModelNotPermitted: Forbidden,
+	ReasonToolNotPermitted:  Forbidden,
+
+	ReasonRateLimited:          RateLimited,
+	ReasonRateLimitUnavailable: Unavailable,
 }
 
 // AuthMethod is how the caller authenticated: the `method` metric label and

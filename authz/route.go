@@ -20,6 +20,7 @@ type route struct {
 	anyRole    []string
 	perms      []string
 	authOnly   bool
+	llm        LLMRoute // zero when the route reads no body
 }
 
 func compileRoute(r Route) route {
@@ -32,6 +33,11 @@ func compileRoute(r Route) route {
 		anyRole:  r.Require.AnyRole,
 		perms:    r.Require.Permissions,
 		authOnly: r.Require.Authenticated,
+		llm:      r.LLM(),
+	}
+	// require.model or require.tools alone implies authenticated: true.
+	if !c.authOnly && len(c.anyRole) == 0 && len(c.perms) == 0 && c.llm.Enabled() {
+		c.authOnly = true
 	}
 	h := strings.ToLower(r.Match.Host)
 	if strings.HasPrefix(h, "*.") {

@@ -114,7 +114,7 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
-	attrs := make([]slog.Attr, 0, 12)
+	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs,
 		slog.String("request_id", requestID),
 		slog.String("transport", t.String()),
@@ -135,6 +135,15 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 		if id.Issuer != "" {
 			attrs = append(attrs, slog.String("issuer", id.Issuer))
 		}
+	}
+	if d.Model != "" {
+		attrs = append(attrs, slog.String("model", d.Model))
+	}
+	if len(d.Tools) > 0 {
+		attrs = append(attrs, slog.Int("tools", len(d.Tools)))
+	}
+	if d.RateLimit != "" {
+		attrs = append(attrs, slog.String("ratelimit", d.RateLimit))
 	}
 	s.logger.LogAttrs(context.Background(), level, "decision", attrs...)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
 )
 
@@ -34,6 +35,7 @@ type Config struct {
 	Log          Log                 `yaml:"log"`
 	JWT          jwks.Config         `yaml:"jwt"`
 	APIKeys      apikeys.Config      `yaml:"api_keys"`
+	RateLimits   *ratelimit.Config   `yaml:"rate_limits"`
 	Roles        map[string][]string `yaml:"roles"`
 	RoleMapping  rolemap.Mapping     `yaml:"role_mapping"`
 	Routes       []authz.Route       `yaml:"routes"`
@@ -302,6 +304,12 @@ func sectionOf(goType string) string {
 		return "routes[].require"
 	case "authz.Headers":
 		return "headers"
+	case "ratelimit.Config":
+		return "rate_limits"
+	case "ratelimit.Limit":
+		return "a rate limit (requests, per, burst)"
+	case "ratelimit.RouteLimit":
+		return "routes[].rate_limit"
 	}
 	return goType
 }
@@ -323,6 +331,10 @@ func (c *Config) resolvePaths(dir string) {
 	if r := c.APIKeys.Redis; r != nil {
 		abs(&r.PasswordFile)
 		abs(&r.CAFile)
+	}
+	if c.RateLimits != nil && c.RateLimits.Redis != nil {
+		abs(&c.RateLimits.Redis.PasswordFile)
+		abs(&c.RateLimits.Redis.CAFile)
 	}
 }
 
@@ -378,6 +390,7 @@ func (c *Config) Validate() error {
 	known := func(r string) bool { _, ok := c.Roles[r]; return ok }
 	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
 	add(c.validatePolicy())
+	add(c.validateRateLimits(known))
 	add(c.validateClaimHeaders())
 	if len(c.JWT.Providers) == 0 && c.APIKeys.Redis == nil && c.APIKeys.File == "" {
 		c.warnings = append(c.warnings, "neither jwt.providers nor an API-key store (api_keys.redis or api_keys.file) is configured: only public routes can ever be allowed")
@@ -422,8 +435,69 @@ func (c *Config) validatePolicy() error {
 				errs = append(errs, fmt.Errorf("routes[%d].require.permissions[%d]: no role under roles grants %q: add it to a role (or fix the spelling)", i, j, perm))
 			}
 		}
+		warns, err := authz.ValidateLLMPermissions(fmt.Sprintf("routes[%d]", i), r.LLM(), c.Roles)
+		c.warnings = append(c.warnings, warns...)
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateRateLimits checks the rate_limits section and the routes'
+// rate_limit entries, and that the counters have a Redis and a timeout that
+// fits in a check.
+func (c *Config) validateRateLimits(knownRole func(string) bool) error {
+	var rc ratelimit.Config
+	if c.RateLimits != nil {
+		rc = *c.RateLimits
+	}
+	var errs []error
+	if c.RateLimits != nil {
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := ratelimit.ValidatePolicy(rc, authz.RateLimitRoutes(c.Routes), knownRole); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.rateLimitsOn() {
+		return errors.Join(errs...)
+	}
+	if rc.Redis == nil && c.APIKeys.Redis == nil {
+		errs = append(errs, errors.New("rate_limits.redis: rate limits need Redis to share their counters: set rate_limits.redis or api_keys.redis"))
+	}
+	timeout := rc.Timeout
+	if timeout <= 0 {
+		timeout = ratelimit.DefaultTimeout
+	}
+	if timeout >= c.Server.CheckTimeout && c.Server.CheckTimeout > 0 {
+		errs = append(errs, fmt.Errorf("rate_limits.timeout: %s must be below server.check_timeout (%s), or a slow Redis turns every check into a timeout: e.g. 100ms with check_timeout 300ms", timeout, c.Server.CheckTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// RateLimitConfig returns the effective rate_limits section: nil when rate
+// limiting is off, otherwise the section (or an empty one when only routes
+// have a rate_limit) with Redis filled in from api_keys.redis when it has
+// none of its own.
+func (c *Config) RateLimitConfig() *ratelimit.Config {
+	if !c.rateLimitsOn() {
+		return nil
+	}
+	var rc ratelimit.Config
+	if c.RateLimits != nil {
+		rc = *c.RateLimits
+	}
+	if rc.Redis == nil && c.APIKeys.Redis != nil {
+		r := *c.APIKeys.Redis
+		rc.Redis = &r
+	}
+	return &rc
+}
+
+func (c *Config) rateLimitsOn() bool {
+	return authz.Config{Routes: c.Routes, RateLimits: c.RateLimits}.RateLimitsOn()
 }
 
 func (c *Config) validateClaimHeaders() error {
@@ -470,11 +544,13 @@ func (c *Config) ClaimHeaders() []string {
 // Authz returns the Engine's part of the configuration.
 func (c *Config) Authz() authz.Config {
 	return authz.Config{
-		Routes:       c.Routes,
-		DefaultRoute: c.DefaultRoute,
-		Headers:      c.Headers,
-		APIKeyPrefix: c.APIKeys.Prefix,
-		ClaimHeaders: c.ClaimHeaders(),
+		Routes:          c.Routes,
+		DefaultRoute:    c.DefaultRoute,
+		Headers:         c.Headers,
+		APIKeyPrefix:    c.APIKeys.Prefix,
+		ClaimHeaders:    c.ClaimHeaders(),
+		RateLimits:      c.RateLimitConfig(),
+		LLMMaxBodyBytes: c.Server.GRPCMaxRecvBytes,
 	}
 }
 

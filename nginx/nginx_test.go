@@ -441,7 +441,8 @@ func TestConf_DenialTranslation(t *testing.T) {
 		"invalid_token":       {status: 401, header: map[string]string{"Www-Authenticate": `Bearer error="invalid_token"`}},
 		"invalid_api_key":     {status: 401, header: map[string]string{"Www-Authenticate": `Bearer error="invalid_token"`}},
 		"forbidden":           {status: 403, header: map[string]string{"Www-Authenticate": `Bearer error="insufficient_scope"`}},
-		"rate_limited":        {status: 429, header: map[string]string{"Retry-After": "7", "Ratelimit-Remaining": "0"}},
+		"rate_limited":        {status: 429, header: map[string]string{"Retry-After": "7", "Ratelimit-Limit": "10", "Ratelimit-Remaining": "0", "Ratelimit-Reset": "42"}},
+		"invalid_request":     {status: 400},
 		"unavailable":         {status: 503, header: map[string]string{"Retry-After": "2"}},
 		// An error code outside the contract is not echoed.
 		`"><script>`: {status: 403},
@@ -503,6 +504,8 @@ func TestConf_DenialTranslation(t *testing.T) {
 			denial{403, "forbidden", `Bearer error="insufficient_scope"`, ""}},
 		{"rate limited is 429 with extauthz's retry-after", request{path: "/v1/models", header: bearer("rate_limited")},
 			denial{429, "rate_limited", "", "7"}},
+		{"body that cannot be checked is 400 invalid_request", request{method: "POST", path: "/v1/chat/completions", header: bearer("invalid_request")},
+			denial{400, "invalid_request", "", ""}},
 		{"unavailable is 503 with extauthz's retry-after", request{path: "/v1/models", header: bearer("unavailable")},
 			denial{503, "unavailable", "", "2"}},
 		{"unknown error code is 503 unavailable, not echoed", request{path: "/v1/models", header: bearer(`"><script>`)},
@@ -520,8 +523,19 @@ func TestConf_DenialTranslation(t *testing.T) {
 		})
 	}
 
-	t.Run("rate limited and unavailable answers are not logged as nginx errors", func(t *testing.T) {
-		for _, status := range []string{"429", "503"} {
+	t.Run("rate limited answer carries the budget headers", func(t *testing.T) {
+		resp, _ := request{path: "/v1/models", header: bearer("rate_limited")}.do(t, base)
+		got := map[string]string{}
+		for _, h := range []string{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset"} {
+			got[h] = resp.Header.Get(h)
+		}
+		if diff := cmp.Diff(map[string]string{"Ratelimit-Limit": "10", "Ratelimit-Remaining": "0", "Ratelimit-Reset": "42"}, got); diff != "" {
+			t.Errorf("ratelimit headers (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("invalid request, rate limited and unavailable answers are not logged as nginx errors", func(t *testing.T) {
+		for _, status := range []string{"400", "429", "503"} {
 			if msg := "auth request unexpected status: " + status; ngx.errorLogContains(msg) {
 				t.Errorf("error.log contains %q", msg)
 			}

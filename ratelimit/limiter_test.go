@@ -115,7 +115,11 @@ func TestLimiter_Allow_GlobalAcrossReplicas(t *testing.T) {
 	srv := apikeystest.StartServer(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg, []string{"chat"})
-	cfg := Config{Redis: redisAt(srv.URL())}
+	// A generous timeout: this test is about the global bound, and 200
+	// concurrent calls on a loaded CI machine can outlast the 100ms default.
+	rc := redisAt(srv.URL())
+	rc.Timeout = 5 * time.Second
+	cfg := Config{Redis: rc, Timeout: 5 * time.Second}
 	replicas := []*Limiter{newLimiter(t, cfg, m), newLimiter(t, cfg, m)}
 	// 10 per hour: during the test (well under a second) GCRA refills
 	// nothing, so the bound is exact.

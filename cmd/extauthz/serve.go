@@ -36,17 +36,20 @@ import (
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
 )
 
 // metrics are created once per process and shared by every generation of
 // parts across reloads.
 type metrics struct {
-	reg     *prometheus.Registry
-	authz   *authz.Metrics
-	jwks    *jwks.Metrics
-	apikeys *apikeys.Metrics
-	reloads *prometheus.CounterVec
+	reg       *prometheus.Registry
+	authz     *authz.Metrics
+	jwks      *jwks.Metrics
+	apikeys   *apikeys.Metrics
+	ratelimit *ratelimit.Metrics
+	llm       *authz.LLMMetrics
+	reloads   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -67,11 +70,13 @@ func newMetrics() *metrics {
 	reloads.WithLabelValues("failure")
 	reg.MustRegister(info, reloads)
 	return &metrics{
-		reg:     reg,
-		authz:   authz.NewMetrics(reg),
-		jwks:    jwks.NewMetrics(reg),
-		apikeys: apikeys.NewMetrics(reg),
-		reloads: reloads,
+		reg:       reg,
+		authz:     authz.NewMetrics(reg),
+		jwks:      jwks.NewMetrics(reg),
+		apikeys:   apikeys.NewMetrics(reg),
+		ratelimit: ratelimit.NewMetrics(reg, nil),
+		llm:       authz.NewLLMMetrics(reg),
+		reloads:   reloads,
 	}
 }
 
@@ -80,15 +85,31 @@ type parts struct {
 	cfg      *config.Config
 	verifier *jwks.Verifier // nil without providers
 	store    *apikeys.Store
+	limiter  *ratelimit.Limiter // nil without rate limits
 	engine   *authz.Engine
 	cancel   context.CancelFunc // stops the verifier's and store's goroutines
 	ownsJWKS bool
 	ownsKeys bool
+	ownsRL   bool
 }
 
-// build makes the parts for cfg, reusing the verifier and key store of prev
-// when their configuration did not change (so a reload neither refetches
-// every JWKS nor drops the embedded store's keys).
+// limiterSettings is the part of the configuration a Limiter is built from:
+// when it is unchanged, a reload keeps the Limiter (and its connections).
+// The policy (limits, key, roles) lives in the Engine.
+type limiterSettings struct {
+	Redis   *ratelimit.RedisConfig
+	OnError string
+	Timeout time.Duration
+}
+
+func limiterSettingsOf(rc *ratelimit.Config) limiterSettings {
+	return limiterSettings{Redis: rc.Redis, OnError: rc.OnError, Timeout: rc.Timeout}
+}
+
+// build makes the parts for cfg, reusing the verifier, key store and rate
+// limiter of prev when their configuration did not change (so a reload
+// neither refetches every JWKS, drops the embedded store's keys, nor
+// reconnects to the rate-limit Redis).
 func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*parts, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &parts{cfg: cfg, cancel: cancel}
@@ -114,18 +135,33 @@ func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*p
 		}
 		p.store, p.ownsKeys = s, true
 	}
+	if rc := cfg.RateLimitConfig(); rc != nil {
+		if prev != nil && prev.limiter != nil && reflect.DeepEqual(limiterSettingsOf(prev.cfg.RateLimitConfig()), limiterSettingsOf(rc)) {
+			p.limiter = prev.limiter
+		} else {
+			l, err := ratelimit.New(ctx, *rc, ratelimit.Deps{Logger: logger, Metrics: m.ratelimit, Password: os.Getenv("REDIS_PASSWORD")})
+			if err != nil {
+				return fail(fmt.Errorf("rate_limits: %w", err))
+			}
+			p.limiter, p.ownsRL = l, true
+		}
+	}
 	mapper, err := rolemap.New(cfg.RoleMapping, cfg.Roles)
 	if err != nil {
 		return fail(err)
 	}
-	deps := authz.Deps{Mapper: mapper, Keys: p.store}
+	deps := authz.Deps{Mapper: mapper, Keys: p.store, LLMMetrics: m.llm}
 	if p.verifier != nil {
 		deps.Verifier = p.verifier
+	}
+	if p.limiter != nil {
+		deps.Limiter = p.limiter
 	}
 	e, err := authz.NewEngine(cfg.Authz(), deps)
 	if err != nil {
 		return fail(err)
 	}
+	m.ratelimit.AddRoutes(e.RateLimitRoutes())
 	p.engine = e
 	return p, nil
 }
@@ -139,6 +175,9 @@ func (p *parts) close() {
 	if p.ownsKeys && p.store != nil {
 		_ = p.store.Close()
 	}
+	if p.ownsRL && p.limiter != nil {
+		_ = p.limiter.Close()
+	}
 	p.cancel()
 }
 
@@ -151,12 +190,16 @@ func (p *parts) handOver(next *parts) {
 	if next.store == p.store {
 		p.ownsKeys, next.ownsKeys = false, p.ownsKeys || next.ownsKeys
 	}
+	if next.limiter != nil && next.limiter == p.limiter {
+		p.ownsRL, next.ownsRL = false, p.ownsRL || next.ownsRL
+	}
 }
 
 // ready reports whether the parts can answer. serving is what gRPC health
 // (the Kubernetes readiness probe and Envoy health checks) reports: every
 // JWKS has loaded a key. ready, what /readyz reports, also needs the key
-// store to answer PING. Redis is kept out of gRPC health on purpose: when
+// store to answer PING, and with rate_limits.on_error: deny the rate-limit
+// Redis too. Redis is kept out of gRPC health on purpose: when
 // Redis is down, every replica would otherwise leave the load balancer at
 // once and JWT callers and cached keys would lose service too, while each
 // check already fails closed on its own (uncached keys get 503).
@@ -180,6 +223,16 @@ func (p *parts) ready(ctx context.Context) (serving, ready bool, detail map[stri
 			detail["api_keys"] = "ok (embedded, development only)"
 		} else {
 			detail["api_keys"] = "ok"
+		}
+	}
+	// The rate-limit Redis matters for readiness only with on_error: deny,
+	// when its outage refuses requests; with allow they pass uncounted.
+	if rc := p.cfg.RateLimitConfig(); p.limiter != nil && rc != nil && rc.OnError == ratelimit.OnErrorDeny {
+		if err := p.limiter.Ping(ctx); err != nil {
+			detail["rate_limits"] = "unreachable: " + err.Error()
+			ready = false
+		} else {
+			detail["rate_limits"] = "ok"
 		}
 	}
 	return serving, ready, detail
