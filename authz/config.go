@@ -103,6 +103,8 @@ type Config struct {
 	// LLMMaxBodyBytes is the largest body the LLM policy parses (default
 	// DefaultLLMMaxBodyBytes); set it to server.grpc_max_recv_bytes.
 	LLMMaxBodyBytes int
+	// PeerIdentity maps mTLS peers (gRPC only) to identities.
+	PeerIdentity PeerIdentityConfig
 }
 
 // RateLimitsOn reports whether cfg turns rate limiting on: a rate_limits

@@ -56,6 +56,13 @@ type Request struct {
 	// with_request_body); nil when it sent none. The Engine only reads it,
 	// and only on routes with an LLM policy.
 	Body []byte
+	// PeerPrincipal is the mTLS peer's principal as Envoy reports it
+	// (attributes.source.principal, a SPIFFE ID under Istio); gRPC only.
+	PeerPrincipal string
+	// PeerCertificate is the peer's URL-encoded PEM certificate
+	// (attributes.source.certificate, with Envoy's
+	// include_peer_certificate); read only when PeerPrincipal is empty.
+	PeerCertificate string
 }
 
 // Header is one header name (lower-case) and value.
@@ -67,8 +74,11 @@ type Identity struct {
 	Subject string
 	Issuer  string // JWT only
 	KeyID   string // API key only
-	Groups  []string
-	Roles   []string
+	// Groups and Roles come from the JWT's groups claim, the API key's
+	// record, or the matching peer_identity rule (mtls), mapped by
+	// role_mapping.
+	Groups []string
+	Roles  []string
 	// Extra are the claims_to_headers values (JWT only).
 	Extra []Header
 	// KeyLimit is the API key's own rate limit (API key only); nil when it
@@ -129,6 +139,13 @@ type Engine struct {
 	// mapping, sorting and joining.
 	jwtIDs *identityCache[*jwks.Claims]
 	keyIDs *identityCache[*apikeys.Record]
+	// peerRules are the compiled peer_identity rules (nil when off);
+	// peerIDs caches the identity derived for a principal (a nil id when
+	// no rule matches) and certPrincipals the principal read from a
+	// certificate ("" when it has none).
+	peerRules      []peerRule
+	peerIDs        *slotCache[string, derivedIdentity]
+	certPrincipals *slotCache[string, string]
 	// policy and limiter are nil without rate limits.
 	policy     *ratelimit.Policy
 	limiter    rateLimiter
@@ -181,6 +198,14 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	}
 	if cfg.APIKeyPrefix != "" {
 		e.keyPrefix = cfg.APIKeyPrefix + "_"
+	}
+	if cfg.PeerIdentity.Enabled {
+		if err := ValidatePeerIdentity(cfg.PeerIdentity, deps.Mapper.Known); err != nil {
+			return nil, err
+		}
+		e.peerRules = compilePeerRules(cfg.PeerIdentity)
+		e.peerIDs = newSlotCache[string, derivedIdentity](peerCacheSlots)
+		e.certPrincipals = newSlotCache[string, string](peerCacheSlots)
 	}
 	for _, r := range cfg.Routes {
 		c := compileRoute(r)
@@ -238,7 +263,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		return d
 	}
 
-	id, set, reason := e.authenticate(ctx, r.Headers)
+	id, set, reason := e.authenticate(ctx, r)
 	if id == nil {
 		d.Reason = reason
 		d.Code = reasonCodes[reason]
@@ -378,9 +403,17 @@ const (
 
 // authenticate extracts and checks the credential. It returns the identity
 // and the headers it sets upstream, or nil and the reason for refusing.
-func (e *Engine) authenticate(ctx context.Context, h map[string]string) (*Identity, []Header, Reason) {
-	cred, from := credential(h)
+//
+// An explicit credential always decides, valid or not; only a request
+// without one may be identified by its mTLS peer (peer_identity).
+func (e *Engine) authenticate(ctx context.Context, r *Request) (*Identity, []Header, Reason) {
+	cred, from := credential(r.Headers)
 	if from == 0 {
+		if e.peerRules != nil {
+			if id, set := e.authenticatePeer(r); id != nil {
+				return id, set, ""
+			}
+		}
 		return nil, nil, ReasonNoCredentials
 	}
 	switch {
@@ -444,6 +477,45 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 	set := e.identityHeaders(id)
 	e.keyIDs.put(rec, derivedIdentity{id, set})
 	return id, set, ""
+}
+
+// peerCacheSlots is the size of the peer identity and certificate caches.
+const peerCacheSlots = 1024
+
+// authenticatePeer returns the identity of the request's mTLS peer: its
+// principal, else the URI SAN of its certificate, mapped by the first
+// matching peer_identity rule. It returns nil when there is no usable
+// principal or no rule matches.
+func (e *Engine) authenticatePeer(r *Request) (*Identity, []Header) {
+	p := r.PeerPrincipal
+	if p == "" {
+		if r.PeerCertificate == "" {
+			return nil, nil
+		}
+		var ok bool
+		if p, ok = e.certPrincipals.get(r.PeerCertificate); !ok {
+			p, _ = certificatePrincipal(r.PeerCertificate)
+			e.certPrincipals.put(r.PeerCertificate, p)
+		}
+	}
+	if !validPrincipal(p) {
+		return nil, nil
+	}
+	if d, ok := e.peerIDs.get(p); ok {
+		return d.id, d.set
+	}
+	var d derivedIdentity
+	if rule := matchPeer(e.peerRules, p); rule != nil {
+		d.id = &Identity{
+			Method:  MethodMTLS,
+			Subject: p,
+			Groups:  sortedGroups(rule.groups),
+			Roles:   e.mapper.Roles(rule.groups, rule.roles),
+		}
+		d.set = e.identityHeaders(d.id)
+	}
+	e.peerIDs.put(p, d)
+	return d.id, d.set
 }
 
 // identityCacheSlots is the size of each identity cache. At most this many

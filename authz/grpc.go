@@ -69,6 +69,8 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 		Path:              h.GetPath(),
 		Headers:           headers,
 		ContextExtensions: attrs.GetContextExtensions(),
+		PeerPrincipal:     attrs.GetSource().GetPrincipal(),
+		PeerCertificate:   attrs.GetSource().GetCertificate(),
 	}
 	// The body (Envoy with_request_body): raw_body with pack_as_bytes,
 	// else the string field body. Copied only when some route reads it.

@@ -197,10 +197,13 @@ const (
 	MethodNone AuthMethod = iota
 	MethodJWT
 	MethodAPIKey
+	// MethodMTLS is a peer identity from mTLS (peer_identity), used only
+	// when the request carries no credential.
+	MethodMTLS
 	numMethods
 )
 
-var methodNames = [numMethods]string{MethodNone: "none", MethodJWT: "jwt", MethodAPIKey: "api_key"}
+var methodNames = [numMethods]string{MethodNone: "none", MethodJWT: "jwt", MethodAPIKey: "api_key", MethodMTLS: "mtls"}
 
 // String returns the method's label value.
 func (m AuthMethod) String() string {

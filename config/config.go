@@ -41,6 +41,9 @@ type Config struct {
 	Routes       []authz.Route       `yaml:"routes"`
 	DefaultRoute string              `yaml:"default_route"`
 	Headers      authz.Headers       `yaml:"headers"`
+	// PeerIdentity maps mTLS peers reported by Envoy/Istio to identities
+	// (x-auth-method: mtls) for requests without a credential.
+	PeerIdentity authz.PeerIdentityConfig `yaml:"peer_identity"`
 
 	warnings []string
 }
@@ -132,7 +135,7 @@ func Default() Config {
 }
 
 // Load reads, decodes and validates the file at path. Relative file paths in
-// it (jwks_file, password_file, ca_file, api_keys.file) are resolved against
+// it (jwks_file, hmac_secret_file, password_file, ca_file, api_keys.file) are resolved against
 // the file's directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -304,6 +307,10 @@ func sectionOf(goType string) string {
 		return "routes[].require"
 	case "authz.Headers":
 		return "headers"
+	case "authz.PeerIdentityConfig":
+		return "peer_identity"
+	case "authz.PeerRule":
+		return "peer_identity.rules[]"
 	case "ratelimit.Config":
 		return "rate_limits"
 	case "ratelimit.Limit":
@@ -323,6 +330,7 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.JWT.Providers {
 		abs(&c.JWT.Providers[i].JWKSFile)
 		abs(&c.JWT.Providers[i].CAFile)
+		abs(&c.JWT.Providers[i].HMACSecretFile)
 	}
 	abs(&c.APIKeys.File)
 	abs(&c.Listen.TLS.CertFile)
@@ -389,6 +397,7 @@ func (c *Config) Validate() error {
 	add(rolemap.Validate(c.RoleMapping, c.Roles))
 	known := func(r string) bool { _, ok := c.Roles[r]; return ok }
 	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
+	add(authz.ValidatePeerIdentity(c.PeerIdentity, known))
 	add(c.validatePolicy())
 	add(c.validateRateLimits(known))
 	add(c.validateClaimHeaders())
@@ -410,10 +419,20 @@ func (c *Config) validatePolicy() error {
 		return nil // reported by rolemap.Validate
 	}
 	keysOn := c.APIKeys.Redis != nil || c.APIKeys.File != ""
+	// Roles that peer_identity rules give (directly or through their
+	// groups) are reachable too.
+	peerRoles := map[string]bool{}
+	if c.PeerIdentity.Enabled {
+		for _, r := range c.PeerIdentity.Rules {
+			for _, role := range mapper.Roles(r.Groups, r.Roles) {
+				peerRoles[role] = true
+			}
+		}
+	}
 	var errs []error
 	for i, r := range c.Routes {
 		for j, role := range r.Require.AnyRole {
-			if _, ok := c.Roles[role]; !ok || mapper.Reachable(role) {
+			if _, ok := c.Roles[role]; !ok || mapper.Reachable(role) || peerRoles[role] {
 				continue
 			}
 			msg := fmt.Sprintf("routes[%d].require.any_role[%d]: no role_mapping rule or default_roles produces role %q, so no JWT caller can ever reach route %q: add a rule that grants it", i, j, role, r.Name)
@@ -551,6 +570,7 @@ func (c *Config) Authz() authz.Config {
 		ClaimHeaders:    c.ClaimHeaders(),
 		RateLimits:      c.RateLimitConfig(),
 		LLMMaxBodyBytes: c.Server.GRPCMaxRecvBytes,
+		PeerIdentity:    c.PeerIdentity,
 	}
 }
 

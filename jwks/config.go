@@ -1,10 +1,13 @@
 package jwks
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -46,7 +49,8 @@ type CacheConfig struct {
 }
 
 // ProviderConfig describes one trusted token issuer and where its keys come
-// from. Exactly one of JWKSURL, JWKSFile and Discovery must be set.
+// from. Exactly one of JWKSURL, JWKSFile, Discovery and HMACSecretFile must
+// be set.
 type ProviderConfig struct {
 	// Name identifies the provider in logs, metrics (label provider) and
 	// Claims.Provider.
@@ -64,6 +68,12 @@ type ProviderConfig struct {
 	// Discovery reads jwks_uri from Issuer + /.well-known/openid-configuration
 	// (retried in the background until it works).
 	Discovery bool `yaml:"discovery"`
+	// HMACSecretFile makes this an HMAC provider: tokens are verified with
+	// the shared secret held in this file (HS256, HS384 or HS512 only, at
+	// least 32 bytes; one trailing newline is ignored). The file is re-read
+	// when its modification time or size changes. An HMAC provider accepts
+	// no asymmetric algorithm, and no other provider ever accepts HMAC.
+	HMACSecretFile string `yaml:"hmac_secret_file"`
 	// RefreshInterval is how often the keys are fetched again.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 	// FetchTimeout bounds each JWKS or discovery HTTP request.
@@ -72,8 +82,9 @@ type ProviderConfig struct {
 	// HTTPS requests of this provider. When set, it replaces the system
 	// roots.
 	CAFile string `yaml:"ca_file"`
-	// Algorithms is the provider's allow-list of token alg values. Only
-	// asymmetric algorithms exist here: none and HMAC are never accepted.
+	// Algorithms is the provider's allow-list of token alg values. A JWKS
+	// provider allows only asymmetric algorithms (none and HMAC are never
+	// accepted); an HMAC provider allows only HS256, HS384 and HS512.
 	Algorithms []string `yaml:"algorithms"`
 	// SubjectClaim names the claim holding the subject.
 	SubjectClaim string `yaml:"subject_claim"`
@@ -114,6 +125,17 @@ var supportedAlgorithms = []string{
 	"EdDSA",
 }
 
+// hmacAlgorithms lists every alg an HMAC provider may allow.
+var hmacAlgorithms = []string{"HS256", "HS384", "HS512"}
+
+// minHMACSecretBytes is the shortest HMAC secret accepted (RFC 7518 section
+// 3.2 asks for a key at least as long as the hash output; 32 bytes is
+// HS256's).
+const minHMACSecretBytes = 32
+
+// maxHMACSecretBytes bounds an HMAC secret file.
+const maxHMACSecretBytes = 4096
+
 // reservedHeaders may not be set from claims: they carry credentials or
 // control HTTP framing and routing.
 var reservedHeaders = []string{
@@ -144,7 +166,11 @@ func (p *ProviderConfig) ApplyDefaults() {
 		p.FetchTimeout = defaultFetchTimeout
 	}
 	if len(p.Algorithms) == 0 {
-		p.Algorithms = []string{"RS256", "ES256", "EdDSA"}
+		if p.HMACSecretFile != "" {
+			p.Algorithms = []string{"HS256"}
+		} else {
+			p.Algorithms = []string{"RS256", "ES256", "EdDSA"}
+		}
 	}
 	if p.SubjectClaim == "" {
 		p.SubjectClaim = "sub"
@@ -163,7 +189,9 @@ func (p *ProviderConfig) ApplyDefaults() {
 
 // Validate reports every problem of c, joined with errors.Join. Each problem
 // names its path (jwt.providers[1].jwks_url), the rule, and how to fix it.
-// It does not touch the network or the file system.
+// It does not touch the network; of the file system it reads only each
+// hmac_secret_file, to check the secret's length (never logging or
+// returning the secret).
 func (c Config) Validate() error {
 	var errs []error
 	add := func(path, format string, args ...any) {
@@ -232,8 +260,16 @@ func (c Config) Validate() error {
 		if p.Discovery {
 			sources++
 		}
+		if p.HMACSecretFile != "" {
+			sources++
+		}
 		if sources != 1 {
-			padd("", "set exactly one of jwks_url, jwks_file and discovery: true (found %d)", sources)
+			padd("", "set exactly one of jwks_url, jwks_file, discovery: true and hmac_secret_file (found %d)", sources)
+		}
+		if p.HMACSecretFile != "" {
+			if _, err := readHMACSecret(p.HMACSecretFile); err != nil {
+				padd("hmac_secret_file", "%v", err)
+			}
 		}
 		if p.JWKSURL != "" {
 			if err := checkFetchURL(p.JWKSURL); err != nil {
@@ -256,14 +292,20 @@ func (c Config) Validate() error {
 			padd("fetch_timeout", "must be greater than 0s and at most %s", maxFetchTimeout)
 		}
 
+		allowed := supportedAlgorithms
+		if p.HMACSecretFile != "" {
+			allowed = hmacAlgorithms
+		}
 		if len(p.Algorithms) == 0 {
-			padd("algorithms", "must list at least one of %s", strings.Join(supportedAlgorithms, ", "))
+			padd("algorithms", "must list at least one of %s", strings.Join(allowed, ", "))
 		}
 		seenAlg := map[string]bool{}
 		for j, a := range p.Algorithms {
 			path := fmt.Sprintf("algorithms[%d]", j)
 			switch {
-			case !slices.Contains(supportedAlgorithms, a):
+			case p.HMACSecretFile != "" && !slices.Contains(hmacAlgorithms, a):
+				padd(path, "%q is not allowed with hmac_secret_file: an HMAC provider accepts only %s (use a jwks_url, jwks_file or discovery provider for asymmetric keys)", a, strings.Join(hmacAlgorithms, ", "))
+			case p.HMACSecretFile == "" && !slices.Contains(supportedAlgorithms, a):
 				padd(path, "%q is not allowed: none and HMAC (HS256, HS384, HS512) are never accepted with JWKS; use %s", a, strings.Join(supportedAlgorithms, ", "))
 			case seenAlg[a]:
 				padd(path, "%q is listed twice", a)
@@ -299,6 +341,37 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readHMACSecret reads an HMAC secret file: a regular file of at most
+// maxHMACSecretBytes whose content, without one trailing newline, is at
+// least minHMACSecretBytes long. Errors name the file, never its content.
+func readHMACSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w (create the file, or fix the path)", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxHMACSecretBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if len(b) > maxHMACSecretBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxHMACSecretBytes)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) < minHMACSecretBytes {
+		return nil, fmt.Errorf("the secret in %s is %d bytes; at least %d are required (generate one with: head -c 48 /dev/urandom | base64)", path, len(b), minHMACSecretBytes)
+	}
+	return b, nil
 }
 
 // checkFetchURL accepts absolute https URLs, and http URLs whose host is a

@@ -95,10 +95,10 @@ func TestConfig_Validate(t *testing.T) {
 			"jwt.providers[0].jwks_url: must not contain credentials (or set jwks_file for local keys)",
 		}},
 		{"no key source", func(c *Config) { c.Providers[0].JWKSURL = "" }, []string{
-			"jwt.providers[0]: set exactly one of jwks_url, jwks_file and discovery: true (found 0)",
+			"jwt.providers[0]: set exactly one of jwks_url, jwks_file, discovery: true and hmac_secret_file (found 0)",
 		}},
 		{"two key sources", func(c *Config) { c.Providers[0].JWKSFile = "/k.json" }, []string{
-			"jwt.providers[0]: set exactly one of jwks_url, jwks_file and discovery: true (found 2)",
+			"jwt.providers[0]: set exactly one of jwks_url, jwks_file, discovery: true and hmac_secret_file (found 2)",
 		}},
 		{"discovery with a non-URL issuer", func(c *Config) {
 			c.Providers[0].JWKSURL = ""

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 
@@ -25,7 +26,7 @@ const maxJWKSBytes = 1 << 20
 type key struct {
 	kid string
 	alg string // the JWK's alg, "" when the JWK does not restrict it
-	pub any    // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	pub any    // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or hmacSecret
 
 	// removed is set when a refresh no longer contains this key; cached
 	// tokens signed by it are then refused.
@@ -42,8 +43,21 @@ func (k *key) compatible(alg string) bool {
 	return keyFits(k.pub, alg)
 }
 
+// hmacSecret is the shared secret of an HMAC provider. It is a distinct type
+// so that no key parsed from a JWK Set (always a public key) can ever verify
+// an HMAC token, and no HMAC secret can verify an asymmetric one.
+type hmacSecret []byte
+
+// LogValue keeps the secret out of logs.
+func (hmacSecret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// String keeps the secret out of formatted errors.
+func (hmacSecret) String() string { return "[redacted]" }
+
 func keyFits(pub any, alg string) bool {
 	switch p := pub.(type) {
+	case hmacSecret:
+		return isHMACAlg(alg)
 	case *rsa.PublicKey:
 		switch alg {
 		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":

@@ -27,6 +27,7 @@ type provider struct {
 	metrics providerMetrics
 	src     source
 	isFile  bool
+	hmac    bool // an HMAC provider: src yields the secret, not a JWK Set
 	opts    *options
 
 	refreshInterval time.Duration
@@ -215,6 +216,9 @@ func (p *provider) install(doc []byte) error {
 	if old != nil && bytes.Equal(sum[:], p.lastDoc[:]) {
 		return nil
 	}
+	if p.hmac {
+		return p.installSecret(doc, old)
+	}
 	keys, skipped, err := parseJWKS(doc)
 	for _, s := range skipped {
 		p.log.LogAttrs(context.Background(), slog.LevelWarn, "jwks key ignored",
@@ -242,6 +246,23 @@ func (p *provider) install(doc []byte) error {
 	if len(added) > 0 || len(gone) > 0 {
 		p.log.LogAttrs(context.Background(), slog.LevelInfo, "jwks keys updated",
 			slog.Int("keys", len(next.all)), slog.Any("added_kids", added), slog.Any("removed_kids", gone))
+	}
+	return nil
+}
+
+// installSecret swaps in a new HMAC secret (doc, already checked by the
+// source). Tokens cached under the old secret are dropped at once.
+func (p *provider) installSecret(doc []byte, old *keySet) error {
+	sum := sha256.Sum256(doc)
+	next, removed := newKeySet(old, []*key{{pub: hmacSecret(bytes.Clone(doc))}})
+	p.keys.Store(next)
+	p.lastDoc = sum
+	for _, k := range removed {
+		k.removed.Store(true)
+	}
+	p.metrics.keys.Set(1)
+	if old != nil {
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "hmac secret updated")
 	}
 	return nil
 }

@@ -188,3 +188,30 @@ func newHTTPClient(caFile string) (*http.Client, *http.Transport, error) {
 	}
 	return c, tr, nil
 }
+
+// secretSource reads an HMAC secret file (see readHMACSecret), again
+// whenever its modification time or size changes (or when forced).
+type secretSource struct {
+	path    string
+	modTime time.Time
+	size    int64
+	read    bool
+}
+
+func (s *secretSource) fetch(_ context.Context, force bool) ([]byte, bool, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return nil, false, fmt.Errorf("stat hmac secret file: %w", err)
+	}
+	if s.read && !force && fi.ModTime().Equal(s.modTime) && fi.Size() == s.size {
+		return nil, true, nil
+	}
+	s.modTime, s.size, s.read = fi.ModTime(), fi.Size(), true
+	secret, err := readHMACSecret(s.path)
+	if err != nil {
+		return nil, false, fmt.Errorf("hmac secret file: %w", err)
+	}
+	return secret, false, nil
+}
+
+func (s *secretSource) describe() string { return s.path }

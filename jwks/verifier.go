@@ -40,7 +40,8 @@ type Verifier struct {
 	maxTokenBytes int
 	byIssuer      map[string]*provider
 	providers     []*provider
-	algs          map[string]bool // union of the providers' allow-lists
+	algs          map[string]bool // union of the JWKS providers' allow-lists (never HS*)
+	hasHMAC       bool            // some provider is an HMAC provider
 	cache         *tokenCache     // nil when disabled
 	opts          *options
 
@@ -134,6 +135,10 @@ func newVerifier(ctx context.Context, cfg Config, deps Deps, o *options) (*Verif
 		}
 		v.providers = append(v.providers, p)
 		v.byIssuer[p.issuer] = p
+		if p.hmac {
+			v.hasHMAC = true
+			continue
+		}
 		for a := range p.algs {
 			v.algs[a] = true
 		}
@@ -187,6 +192,7 @@ func (v *Verifier) newProvider(ctx context.Context, pc ProviderConfig, client *h
 		metrics:         v.metrics.forProvider(pc.Name),
 		opts:            v.opts,
 		refreshInterval: pc.RefreshInterval,
+		hmac:            pc.HMACSecretFile != "",
 		kick:            make(chan struct{}, 1),
 		done:            make(chan struct{}),
 	}
@@ -203,6 +209,20 @@ func (v *Verifier) newProvider(ctx context.Context, pc ProviderConfig, client *h
 	}
 	p.limiter = rate.NewLimiter(rate.Every(period), 1)
 
+	if p.hmac {
+		src := &secretSource{path: pc.HMACSecretFile}
+		p.src, p.isFile = src, true
+		doc, _, err := src.fetch(ctx, true)
+		if err == nil {
+			err = p.install(doc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("hmac_secret_file: %w", err)
+		}
+		p.metrics.success.Inc()
+		p.lastOK = true
+		return p, nil
+	}
 	if pc.JWKSFile != "" {
 		src := &fileSource{path: pc.JWKSFile}
 		p.src, p.isFile = src, true
@@ -301,7 +321,11 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	if !v.algs[j.alg] {
+	// The global algorithm check: only the JWKS providers' algorithms, plus
+	// HMAC when an HMAC provider exists. Whether HMAC is acceptable for this
+	// token is decided once its iss has selected a provider: only an HMAC
+	// provider allows HS*, and it allows nothing else.
+	if !v.algs[j.alg] && !(v.hasHMAC && isHMACAlg(j.alg)) {
 		return nil, nil, algError(j.alg)
 	}
 	claims, err := decodeClaims(j.payload)
@@ -326,6 +350,10 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 		return nil, nil, err
 	}
 	return c, k, nil
+}
+
+func isHMACAlg(alg string) bool {
+	return alg == "HS256" || alg == "HS384" || alg == "HS512"
 }
 
 func algError(alg string) error {
@@ -445,6 +473,11 @@ var signingMethods = map[string]jwt.SigningMethod{
 	"ES384": jwt.SigningMethodES384,
 	"ES512": jwt.SigningMethodES512,
 	"EdDSA": jwt.SigningMethodEdDSA,
+	// HMAC: only ever with an hmacSecret key, which only an HMAC
+	// provider holds (see keyFits). golang-jwt compares in constant time.
+	"HS256": jwt.SigningMethodHS256,
+	"HS384": jwt.SigningMethodHS384,
+	"HS512": jwt.SigningMethodHS512,
 }
 
 func strictPSS(m *jwt.SigningMethodRSAPSS) *jwt.SigningMethodRSAPSS {
@@ -456,10 +489,20 @@ func strictPSS(m *jwt.SigningMethodRSAPSS) *jwt.SigningMethodRSAPSS {
 // provider's allow-list, selects the key (see selectKey) and verifies the
 // signature with it.
 func (p *provider) checkSignature(ctx context.Context, j jws) (*key, error) {
+	if isHMACAlg(j.alg) != p.hmac {
+		if p.hmac {
+			return nil, fmt.Errorf("%w: %.20q is refused by HMAC provider %q (HS256, HS384 and HS512 only)", ErrAlgorithm, j.alg, p.name)
+		}
+		return nil, fmt.Errorf("%w: %.20q is never accepted with JWKS (provider %q)", ErrAlgorithm, j.alg, p.name)
+	}
 	if !p.algs[j.alg] {
 		return nil, fmt.Errorf("%w: %.20q is not in the allow-list of provider %q", ErrAlgorithm, j.alg, p.name)
 	}
-	k, err := p.selectKey(ctx, j.alg, j.kid)
+	kid := j.kid
+	if p.hmac {
+		kid = "" // one secret per provider: the kid names nothing
+	}
+	k, err := p.selectKey(ctx, j.alg, kid)
 	if err != nil {
 		return nil, keyError(err, p.name, j.kid)
 	}
@@ -476,7 +519,11 @@ func verifySignature(j jws, k *key) error {
 	if m == nil || !k.compatible(j.alg) {
 		return algError(j.alg)
 	}
-	if err := m.Verify(j.signingInput, j.sig, k.pub); err != nil {
+	pub := k.pub
+	if s, ok := pub.(hmacSecret); ok {
+		pub = []byte(s)
+	}
+	if err := m.Verify(j.signingInput, j.sig, pub); err != nil {
 		return fmt.Errorf("%w: %w", ErrSignature, err)
 	}
 	return nil

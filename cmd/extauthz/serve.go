@@ -314,7 +314,12 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 
+	// The front end's codec sends shared allowed responses and the prebuilt
+	// denials from bytes encoded once (docs/PERFORMANCE.md); every other
+	// message goes through the standard proto codec.
+	front := s.authz.GRPC()
 	gs := grpc.NewServer(
+		grpc.ForceServerCodecV2(front.Codec()),
 		grpc.MaxRecvMsgSize(cfg.Server.GRPCMaxRecvBytes),
 		grpc.MaxHeaderListSize(uint32(cfg.Server.MaxHeaderBytes)),
 		grpc.MaxConcurrentStreams(1024),
@@ -330,7 +335,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 			PermitWithoutStream: true,
 		}),
 	)
-	authv3.RegisterAuthorizationServer(gs, s.authz.GRPC())
+	authv3.RegisterAuthorizationServer(gs, front)
 	var tlsCfg *serverTLS
 	if cfg.Listen.TLS.Enabled() {
 		if tlsCfg, err = newServerTLS(cfg.Listen.TLS, logger); err != nil {
