@@ -172,14 +172,6 @@ func (env *benchEnv) redisStore(b *testing.B, url string, cache bool) *apikeys.S
 	return s
 }
 
-// mustAllow decides r once and fails the benchmark unless it is allowed.
-func mustAllow(b *testing.B, e *Engine, r *Request) {
-	b.Helper()
-	if d := e.Decide(context.Background(), r); d.Code != Allowed {
-		b.Fatalf("decision %s (%s), want allowed", d.Code, d.Reason)
-	}
-}
-
 // BenchmarkDecide measures Engine.Decide per credential kind, and the bare
 // RSA verification that bounds a cold RS256 decision.
 func BenchmarkDecide(b *testing.B) {

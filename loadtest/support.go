@@ -242,7 +242,6 @@ func fmtDur(d time.Duration) string {
 
 // printTable writes the result table (and what each scenario is).
 func printTable(w io.Writer, o *options, rows []row) {
-	type line struct{ cells []string }
 	header := []string{"scenario", "server", "checks/s", "p50", "p99", "errors", "wrong", "denied", "cpu/check", "cpu busy", "rps vs floor", "cpu vs floor"}
 	var lines [][]string
 	for _, r := range rows {
