@@ -249,6 +249,28 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("deny_no_credentials", func(b *testing.B) {
 		run(b, env.cached, envoyRequest("", ""), MissingCredentials)
 	})
+
+	// mTLS peers (peer_identity): the principal as Envoy reports it, and a
+	// certificate only (its URI SAN read once, then cached).
+	pe, err := NewEngine(Config{
+		Routes: benchRoutes, DefaultRoute: DefaultRouteDeny,
+		Headers:      Headers{Prefix: "x-auth-", StripCredentials: true},
+		PeerIdentity: PeerIdentityConfig{Enabled: true, Rules: []PeerRule{{Principal: "spiffe://cluster.local/ns/agents/*", Groups: []string{"eng"}}}},
+	}, Deps{Mapper: env.mapper})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const spiffe = "spiffe://cluster.local/ns/agents/sa/summarizer"
+	b.Run("mtls_principal", func(b *testing.B) {
+		r := envoyRequest("", "")
+		r.PeerPrincipal = spiffe
+		run(b, pe, r, Allowed)
+	})
+	b.Run("mtls_certificate", func(b *testing.B) {
+		r := envoyRequest("", "")
+		r.PeerCertificate = envoyCert(b, spiffe)
+		run(b, pe, r, Allowed)
+	})
 }
 
 // flipB64 changes every character of s (base64url from the middle of a

@@ -2,9 +2,10 @@
 // ends.
 //
 // Engine.Decide takes a transport-free Request (method, host, path, headers,
-// Envoy context extensions) and returns a Decision: which route matched, who
-// the caller is, and whether the request may pass. It owns route matching,
-// credential extraction, the mapping of authentication errors to the public
+// Envoy context extensions, the mTLS peer Envoy reports) and returns a
+// Decision: which route matched, who the caller is, and whether the request
+// may pass. It owns route matching, credential extraction, the mTLS peer
+// identity (peer_identity, used only when no credential is presented), the mapping of authentication errors to the public
 // error codes of the response table, and the identity headers injected
 // upstream. It does not verify signatures or talk to Redis itself: it depends
 // on two small interfaces that the jwks and apikeys packages satisfy.

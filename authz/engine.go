@@ -205,7 +205,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		}
 		e.peerRules = compilePeerRules(cfg.PeerIdentity)
 		e.peerIDs = newSlotCache[string, derivedIdentity](peerCacheSlots)
-		e.certPrincipals = newSlotCache[string, string](peerCacheSlots)
+		e.certPrincipals = newSlotCache[string, string](certCacheSlots)
 	}
 	for _, r := range cfg.Routes {
 		c := compileRoute(r)
@@ -479,8 +479,15 @@ func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []
 	return id, set, ""
 }
 
-// peerCacheSlots is the size of the peer identity and certificate caches.
-const peerCacheSlots = 1024
+// peerCacheSlots is the size of the peer identity cache (principals are
+// at most 2 KiB). certCacheSlots is the size of the certificate cache, which
+// holds only certificates of at most maxCachedCertificateBytes (a SPIFFE
+// SVID is 1-3 KB URL-encoded): at most 2 MiB of keys.
+const (
+	peerCacheSlots            = 1024
+	certCacheSlots            = 256
+	maxCachedCertificateBytes = 8 << 10
+)
 
 // authenticatePeer returns the identity of the request's mTLS peer: its
 // principal, else the URI SAN of its certificate, mapped by the first
@@ -495,7 +502,9 @@ func (e *Engine) authenticatePeer(r *Request) (*Identity, []Header) {
 		var ok bool
 		if p, ok = e.certPrincipals.get(r.PeerCertificate); !ok {
 			p, _ = certificatePrincipal(r.PeerCertificate)
-			e.certPrincipals.put(r.PeerCertificate, p)
+			if len(r.PeerCertificate) <= maxCachedCertificateBytes {
+				e.certPrincipals.put(r.PeerCertificate, p)
+			}
 		}
 	}
 	if !validPrincipal(p) {

@@ -347,18 +347,19 @@ func (c Config) Validate() error {
 // maxHMACSecretBytes whose content, without one trailing newline, is at
 // least minHMACSecretBytes long. Errors name the file, never its content.
 func readHMACSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// Stat before opening: opening a FIFO would block.
+	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("open: %w (create the file, or fix the path)", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat: %w", err)
+		return nil, fmt.Errorf("%w (create the file, or fix the path)", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (create the file, or fix the path)", err)
+	}
+	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxHMACSecretBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
@@ -368,6 +369,11 @@ func readHMACSecret(path string) ([]byte, error) {
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
+	// A public key is no secret: refuse the likely mix-ups of pointing
+	// hmac_secret_file at a PEM key or certificate, or at a JWK (Set).
+	if bytes.Contains(b, []byte("-----BEGIN")) || bytes.Contains(b, []byte(`"kty"`)) {
+		return nil, fmt.Errorf("%s holds a PEM block or a JWK, not a shared secret: an HMAC secret is random bytes known only to the issuer and extauthz", path)
+	}
 	if len(b) < minHMACSecretBytes {
 		return nil, fmt.Errorf("the secret in %s is %d bytes; at least %d are required (generate one with: head -c 48 /dev/urandom | base64)", path, len(b), minHMACSecretBytes)
 	}

@@ -23,7 +23,8 @@ var (
 	// ErrUnknownIssuer means no provider is configured for the token's iss.
 	ErrUnknownIssuer = fmt.Errorf("%w: unknown issuer", ErrInvalid)
 	// ErrAlgorithm means the token's alg is not in the provider's allow-list
-	// (none and HMAC never are) or does not match the selected key.
+	// (none never is; HMAC only for an HMAC provider, and nothing else
+	// there) or does not match the selected key.
 	ErrAlgorithm = fmt.Errorf("%w: algorithm not allowed", ErrInvalid)
 	// ErrUnknownKID means no key of the provider matches the token's kid,
 	// even after a (rate-limited) refetch of the provider's keys.

@@ -194,10 +194,29 @@ func TestNew_FailsOnBadHMACSecretFile(t *testing.T) {
 	tests := []struct {
 		name, path, want string
 	}{
-		{"missing file", filepath.Join(dir, "missing"), "hmac_secret_file: open:"},
+		{"missing file", filepath.Join(dir, "missing"), "hmac_secret_file: stat "},
 		{"short secret", short, "is 16 bytes; at least 32 are required"},
 		{"directory", dir, "is not a regular file"},
+		{"device", "/dev/zero", "/dev/zero is not a regular file"},
 	}
+	// A provider's public key, as PEM or as a JWK Set, is refused as a
+	// secret: it is public, so anyone could sign with it.
+	pemPub, err := jwkstest.MustKey(t, "RS256").PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemPath := filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(pemPath, pemPub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jwksPath := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksPath, jwkstest.JWKS(jwkstest.MustKey(t, "ES256")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests = append(tests,
+		struct{ name, path, want string }{"RSA public key PEM", pemPath, "holds a PEM block or a JWK, not a shared secret"},
+		struct{ name, path, want string }{"JWK Set", jwksPath, "holds a PEM block or a JWK, not a shared secret"},
+	)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newVerifier(context.Background(), configWith(hmacProvider(tc.path)), newEnv().deps, testOptions())
@@ -226,7 +245,7 @@ func TestConfig_ValidateHMACProvider(t *testing.T) {
 			"jwt.providers[0].hmac_secret_file: the secret in " + short + " is 31 bytes; at least 32 are required (generate one with: head -c 48 /dev/urandom | base64)",
 		}},
 		{"missing file", func(p *ProviderConfig) { p.HMACSecretFile = filepath.Join(dir, "nope") }, []string{
-			"jwt.providers[0].hmac_secret_file: open: open " + filepath.Join(dir, "nope") + ": no such file or directory (create the file, or fix the path)",
+			"jwt.providers[0].hmac_secret_file: stat " + filepath.Join(dir, "nope") + ": no such file or directory (create the file, or fix the path)",
 		}},
 		{"asymmetric algorithm on an HMAC provider", func(p *ProviderConfig) { p.Algorithms = []string{"HS256", "RS256"} }, []string{
 			`jwt.providers[0].algorithms[1]: "RS256" is not allowed with hmac_secret_file: an HMAC provider accepts only HS256, HS384, HS512 (use a jwks_url, jwks_file or discovery provider for asymmetric keys)`,
