@@ -336,8 +336,13 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 	baseline := settle()
 
 	time.Sleep(700 * time.Millisecond)
-	phase.Store(phaseHung)
+	// Hang Redis before the phase says so: the other order lets a check of
+	// the uncached key reach a Redis that still answers and count as an
+	// allow during the outage. SIGSTOP takes effect asynchronously, hence
+	// the pause before the phase changes.
 	srv.Pause()
+	time.Sleep(100 * time.Millisecond)
+	phase.Store(phaseHung)
 	time.Sleep(time.Second)
 	phase.Store(phaseKilled)
 	srv.Kill() // SIGKILL, while hung
