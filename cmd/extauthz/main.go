@@ -31,7 +31,7 @@ Usage:
   extauthz keys list    --config FILE [--owner NAME] [--json]
   extauthz keys show    --config FILE ID [--json]
   extauthz keys revoke  --config FILE ID
-  extauthz token        --key PRIVATE_KEY.pem [--kid KID] --iss URL --aud AUD --sub SUBJECT [--groups a,b] [--ttl 1h]
+  extauthz token        (--key PRIVATE_KEY.pem | --hmac-secret-file FILE) [--kid KID] --iss URL --aud AUD --sub SUBJECT [--groups a,b] [--ttl 1h]
   extauthz version
 `
 

@@ -24,7 +24,8 @@ import (
 func runToken(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	keyPath := fs.String("key", "", "PEM private key (RSA, EC P-256/384/521 or Ed25519) (required)")
+	keyPath := fs.String("key", "", "PEM private key (RSA, EC P-256/384/521 or Ed25519)")
+	secretPath := fs.String("hmac-secret-file", "", "shared secret for an HMAC provider (instead of --key; HS256 unless --alg)")
 	kid := fs.String("kid", "", "key id to put in the header (must match the JWKS)")
 	alg := fs.String("alg", "", "signing algorithm (default: RS256, ES256/384/512 or EdDSA from the key)")
 	iss := fs.String("iss", "", "issuer (required)")
@@ -38,23 +39,43 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *keyPath == "" || *iss == "" || *aud == "" || *sub == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: extauthz token --key PRIVATE_KEY.pem [--kid KID] --iss URL --aud AUD --sub SUBJECT [--groups a,b] [--ttl 1h]")
+	if (*keyPath == "") == (*secretPath == "") || *iss == "" || *aud == "" || *sub == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: extauthz token (--key PRIVATE_KEY.pem | --hmac-secret-file FILE) [--kid KID] --iss URL --aud AUD --sub SUBJECT [--groups a,b] [--ttl 1h]")
 		return 2
 	}
 	if *ttl <= 0 {
 		fmt.Fprintln(stderr, "extauthz token: --ttl must be positive")
 		return 2
 	}
-	key, err := readPrivateKey(*keyPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "extauthz token: %s\n", err)
-		return 1
-	}
-	method, err := signingMethod(key, *alg)
-	if err != nil {
-		fmt.Fprintf(stderr, "extauthz token: %s\n", err)
-		return 2
+	var key any
+	var method jwt.SigningMethod
+	if *secretPath != "" {
+		secret, err := os.ReadFile(*secretPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz token: %s\n", err)
+			return 1
+		}
+		// The verifier drops one trailing newline; so must the signer.
+		key = []byte(strings.TrimSuffix(strings.TrimSuffix(string(secret), "\n"), "\r"))
+		if *alg == "" {
+			*alg = "HS256"
+		}
+		if !strings.HasPrefix(*alg, "HS") || jwt.GetSigningMethod(*alg) == nil {
+			fmt.Fprintf(stderr, "extauthz token: --alg %s does not fit a shared secret (use HS256, HS384 or HS512)\n", *alg)
+			return 2
+		}
+		method = jwt.GetSigningMethod(*alg)
+	} else {
+		signer, err := readPrivateKey(*keyPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz token: %s\n", err)
+			return 1
+		}
+		if method, err = signingMethod(signer, *alg); err != nil {
+			fmt.Fprintf(stderr, "extauthz token: %s\n", err)
+			return 2
+		}
+		key = signer
 	}
 	now := time.Now()
 	claims := jwt.MapClaims{
