@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/extauthz/extauthz/apikeys"
+	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
@@ -25,6 +26,12 @@ type keyLookup interface {
 	Lookup(ctx context.Context, key string) (*apikeys.Record, error)
 }
 
+// tokenIntrospector validates an opaque bearer token; *introspect.Client
+// implements it.
+type tokenIntrospector interface {
+	Introspect(ctx context.Context, token string) (*introspect.Result, error)
+}
+
 // rateLimiter spends rate-limit budget; *ratelimit.Limiter implements it.
 type rateLimiter interface {
 	Allow(ctx context.Context, rule ratelimit.Rule) (ratelimit.Result, error)
@@ -33,13 +40,16 @@ type rateLimiter interface {
 // Deps are the Engine's collaborators. Verifier and Keys may be nil, which
 // turns the JWT or API-key path off: such credentials are then refused as
 // invalid. Limiter is required when the Config turns rate limits on.
-// LLMMetrics may be nil (nothing counted).
+// LLMMetrics may be nil (nothing counted). Introspector may be nil, which
+// turns introspection off: a bearer token that is neither an API key nor a
+// JWT is then refused as malformed.
 type Deps struct {
-	Verifier   tokenVerifier
-	Keys       keyLookup
-	Mapper     *rolemap.Mapper
-	Limiter    rateLimiter
-	LLMMetrics *LLMMetrics
+	Verifier     tokenVerifier
+	Keys         keyLookup
+	Introspector tokenIntrospector
+	Mapper       *rolemap.Mapper
+	Limiter      rateLimiter
+	LLMMetrics   *LLMMetrics
 }
 
 // Request is one authorization question, independent of the transport.
@@ -139,6 +149,11 @@ type Engine struct {
 	// mapping, sorting and joining.
 	jwtIDs *identityCache[*jwks.Claims]
 	keyIDs *identityCache[*apikeys.Record]
+	// introspector validates opaque tokens (nil: off); opaqueIDs caches
+	// the identity derived from an introspection Result, which the
+	// introspect cache hands out as the same pointer while it lives.
+	introspector tokenIntrospector
+	opaqueIDs    *identityCache[*introspect.Result]
 	// peerRules are the compiled peer_identity rules (nil when off);
 	// peerIDs caches the identity derived for a principal (a nil id when
 	// no rule matches) and certPrincipals the principal read from a
@@ -198,6 +213,10 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	}
 	if cfg.APIKeyPrefix != "" {
 		e.keyPrefix = cfg.APIKeyPrefix + "_"
+	}
+	if deps.Introspector != nil {
+		e.introspector = deps.Introspector
+		e.opaqueIDs = newIdentityCache[*introspect.Result](identityCacheSlots)
 	}
 	if cfg.PeerIdentity.Enabled {
 		if err := ValidatePeerIdentity(cfg.PeerIdentity, deps.Mapper.Known); err != nil {
@@ -423,8 +442,46 @@ func (e *Engine) authenticate(ctx context.Context, r *Request) (*Identity, []Hea
 		return e.authenticateJWT(ctx, cred)
 	case from == fromAPIKeyHeader:
 		return nil, nil, ReasonMalformedKey
+	case e.introspector != nil && cred != "":
+		return e.authenticateOpaque(ctx, cred)
 	default:
 		return nil, nil, ReasonMalformedCredential
+	}
+}
+
+// authenticateOpaque validates a bearer token that is neither an API key
+// nor a JWT with the introspection endpoint.
+func (e *Engine) authenticateOpaque(ctx context.Context, token string) (*Identity, []Header, Reason) {
+	res, err := e.introspector.Introspect(ctx, token)
+	if err != nil {
+		return nil, nil, opaqueReason(ctx, err)
+	}
+	if d, ok := e.opaqueIDs.get(res); ok {
+		return d.id, d.set, ""
+	}
+	id := &Identity{
+		Method:  MethodOpaque,
+		Subject: res.Subject,
+		Groups:  sortedGroups(res.Groups),
+		Roles:   e.mapper.Roles(res.Groups, nil),
+	}
+	set := e.identityHeaders(id)
+	e.opaqueIDs.put(res, derivedIdentity{id, set})
+	return id, set, ""
+}
+
+// opaqueReason maps an introspect error to a reason. Unknown errors fail
+// closed.
+func opaqueReason(ctx context.Context, err error) Reason {
+	switch {
+	case errors.Is(err, introspect.ErrInactive):
+		return ReasonInactiveToken
+	case ctx.Err() != nil:
+		return ReasonCheckTimeout
+	case errors.Is(err, introspect.ErrUnavailable):
+		return ReasonIntrospectionUnavailable
+	default:
+		return ReasonInternalError
 	}
 }
 
@@ -670,6 +727,8 @@ func methodOfReason(r Reason) AuthMethod {
 	case ReasonMalformedKey, ReasonUnknownKey, ReasonRevokedKey, ReasonExpiredKey,
 		ReasonRedisTimeout, ReasonRedisUnavailable:
 		return MethodAPIKey
+	case ReasonInactiveToken, ReasonIntrospectionUnavailable:
+		return MethodOpaque
 	}
 	return MethodNone
 }

@@ -21,7 +21,7 @@ var DurationBuckets = []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	req := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "extauthz_check_requests_total",
-		Help: "Authorization checks answered, by transport (grpc, http), authentication method (jwt, api_key, mtls, none) and outcome (allowed or the error code sent to the client).",
+		Help: "Authorization checks answered, by transport (grpc, http), authentication method (jwt, api_key, mtls, opaque, none) and outcome (allowed or the error code sent to the client).",
 	}, []string{"transport", "method", "outcome"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "extauthz_check_duration_seconds",

@@ -135,6 +135,15 @@ const (
 	// ReasonRateLimitUnavailable: the rate-limit Redis failed and
 	// rate_limits.on_error is deny (503).
 	ReasonRateLimitUnavailable Reason = "ratelimit_unavailable"
+
+	// ReasonInactiveToken: the introspection endpoint says the opaque
+	// token is not active (or it is expired, for another audience, or has
+	// no subject) (401).
+	ReasonInactiveToken Reason = "inactive_token"
+	// ReasonIntrospectionUnavailable: the introspection endpoint gave no
+	// trustworthy answer (down, slow, refusing extauthz's credentials,
+	// malformed) (503).
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // reasonCodes lists every reason with the code it implies. Deny responses are
@@ -186,6 +195,9 @@ var reasonCodes = map[Reason]Code{
 
 	ReasonRateLimited:          RateLimited,
 	ReasonRateLimitUnavailable: Unavailable,
+
+	ReasonInactiveToken:            InvalidToken,
+	ReasonIntrospectionUnavailable: Unavailable,
 }
 
 // AuthMethod is how the caller authenticated: the `method` metric label and
@@ -200,10 +212,13 @@ const (
 	// MethodMTLS is a peer identity from mTLS (peer_identity), used only
 	// when the request carries no credential.
 	MethodMTLS
+	// MethodOpaque is an opaque bearer token validated by OAuth 2.0 token
+	// introspection (introspection section).
+	MethodOpaque
 	numMethods
 )
 
-var methodNames = [numMethods]string{MethodNone: "none", MethodJWT: "jwt", MethodAPIKey: "api_key", MethodMTLS: "mtls"}
+var methodNames = [numMethods]string{MethodNone: "none", MethodJWT: "jwt", MethodAPIKey: "api_key", MethodMTLS: "mtls", MethodOpaque: "opaque"}
 
 // String returns the method's label value.
 func (m AuthMethod) String() string {

@@ -23,7 +23,9 @@ import (
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/keysapi"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
 )
@@ -44,6 +46,12 @@ type Config struct {
 	// PeerIdentity maps mTLS peers reported by Envoy/Istio to identities
 	// (x-auth-method: mtls) for requests without a credential.
 	PeerIdentity authz.PeerIdentityConfig `yaml:"peer_identity"`
+	// API configures the key API and token exchange served on listen.api.
+	API keysapi.Config `yaml:"api"`
+	// Introspection validates opaque bearer tokens (neither API key nor
+	// JWT) with an OAuth 2.0 introspection endpoint (x-auth-method:
+	// opaque); nil: off.
+	Introspection *introspect.Config `yaml:"introspection"`
 
 	warnings []string
 }
@@ -53,6 +61,7 @@ type Listen struct {
 	GRPC  string `yaml:"grpc"`  // ext_authz v3 gRPC and grpc.health.v1
 	HTTP  string `yaml:"http"`  // HTTP forward-auth; empty: off
 	Admin string `yaml:"admin"` // /metrics /healthz /readyz; empty: off
+	API   string `yaml:"api"`   // key API and token exchange (/v1/keys, /v1/token); empty: off
 	// TLS, when CertFile is set, serves the gRPC and HTTP listeners over TLS
 	// (the admin listener stays plain, for probes and Prometheus).
 	TLS TLS `yaml:"tls"`
@@ -131,6 +140,7 @@ func Default() Config {
 		APIKeys:      apikeys.DefaultConfig(),
 		DefaultRoute: authz.DefaultRouteDeny,
 		Headers:      authz.DefaultHeaders(),
+		API:          keysapi.DefaultConfig(),
 	}
 }
 
@@ -189,6 +199,14 @@ func decode(data []byte) (*Config, error) {
 	}
 	for i := range cfg.JWT.Providers {
 		cfg.JWT.Providers[i].ApplyDefaults()
+	}
+	if in := cfg.Introspection; in != nil {
+		// The default timeout must leave the check time to answer: 500ms,
+		// or two thirds of a shorter server.check_timeout.
+		if in.Timeout == 0 && cfg.Server.CheckTimeout > 0 {
+			in.Timeout = min(introspect.DefaultTimeout, cfg.Server.CheckTimeout*2/3)
+		}
+		in.ApplyDefaults()
 	}
 	return &cfg, nil
 }
@@ -285,6 +303,10 @@ func sectionOf(goType string) string {
 		return "server"
 	case "config.Log":
 		return "log"
+	case "keysapi.Config":
+		return "api"
+	case "keysapi.ExchangeConfig":
+		return "api.exchange"
 	case "jwks.Config":
 		return "jwt"
 	case "jwks.ProviderConfig":
@@ -317,6 +339,8 @@ func sectionOf(goType string) string {
 		return "a rate limit (requests, per, burst)"
 	case "ratelimit.RouteLimit":
 		return "routes[].rate_limit"
+	case "introspect.Config":
+		return "introspection"
 	}
 	return goType
 }
@@ -344,6 +368,10 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&c.RateLimits.Redis.PasswordFile)
 		abs(&c.RateLimits.Redis.CAFile)
 	}
+	if in := c.Introspection; in != nil {
+		abs(&in.ClientSecretFile)
+		abs(&in.CAFile)
+	}
 }
 
 // Validate reports every problem in the configuration, each as the key's path
@@ -361,6 +389,7 @@ func (c *Config) Validate() error {
 	add(checkAddr("listen.grpc", c.Listen.GRPC, true))
 	add(checkAddr("listen.http", c.Listen.HTTP, false))
 	add(checkAddr("listen.admin", c.Listen.Admin, false))
+	add(checkAddr("listen.api", c.Listen.API, false))
 	add(c.Listen.TLS.validate())
 	if c.Server.CheckTimeout <= 0 || c.Server.CheckTimeout > 10*time.Second {
 		add(fmt.Errorf("server.check_timeout: %s must be between 1ms and 10s (and below the proxy's ext_authz timeout), e.g. 300ms", c.Server.CheckTimeout))
@@ -398,10 +427,17 @@ func (c *Config) Validate() error {
 	known := func(r string) bool { _, ok := c.Roles[r]; return ok }
 	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
 	add(authz.ValidatePeerIdentity(c.PeerIdentity, known))
+	add(c.API.Validate(known))
 	add(c.validatePolicy())
 	add(c.validateRateLimits(known))
 	add(c.validateClaimHeaders())
-	if len(c.JWT.Providers) == 0 && c.APIKeys.Redis == nil && c.APIKeys.File == "" {
+	if in := c.Introspection; in != nil {
+		add(in.Validate())
+		if in.Timeout >= c.Server.CheckTimeout && c.Server.CheckTimeout > 0 {
+			add(fmt.Errorf("introspection.timeout: %s must be below server.check_timeout (%s), or a slow endpoint turns every uncached check into a timeout: e.g. 200ms with check_timeout 300ms", in.Timeout, c.Server.CheckTimeout))
+		}
+	}
+	if len(c.JWT.Providers) == 0 && c.APIKeys.Redis == nil && c.APIKeys.File == "" && c.Introspection == nil {
 		c.warnings = append(c.warnings, "neither jwt.providers nor an API-key store (api_keys.redis or api_keys.file) is configured: only public routes can ever be allowed")
 	}
 	if c.APIKeys.Redis == nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
@@ -50,6 +51,7 @@ type metrics struct {
 	ratelimit *ratelimit.Metrics
 	llm       *authz.LLMMetrics
 	reloads   *prometheus.CounterVec
+	intro     *introspect.Metrics
 }
 
 func newMetrics() *metrics {
@@ -77,6 +79,7 @@ func newMetrics() *metrics {
 		ratelimit: ratelimit.NewMetrics(reg, nil),
 		llm:       authz.NewLLMMetrics(reg),
 		reloads:   reloads,
+		intro:     introspect.NewMetrics(reg),
 	}
 }
 
@@ -91,6 +94,9 @@ type parts struct {
 	ownsJWKS bool
 	ownsKeys bool
 	ownsRL   bool
+	// intro validates opaque tokens (nil without an introspection section).
+	intro     *introspect.Client
+	ownsIntro bool
 }
 
 // limiterSettings is the part of the configuration a Limiter is built from:
@@ -135,6 +141,15 @@ func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*p
 		}
 		p.store, p.ownsKeys = s, true
 	}
+	if prev != nil && reflect.DeepEqual(prev.cfg.Introspection, cfg.Introspection) {
+		p.intro = prev.intro
+	} else if cfg.Introspection != nil {
+		c, err := introspect.New(ctx, *cfg.Introspection, introspect.Deps{Logger: logger.With("component", "introspect"), Metrics: m.intro})
+		if err != nil {
+			return fail(fmt.Errorf("introspection: %w", err))
+		}
+		p.intro, p.ownsIntro = c, true
+	}
 	if rc := cfg.RateLimitConfig(); rc != nil {
 		if prev != nil && prev.limiter != nil && reflect.DeepEqual(limiterSettingsOf(prev.cfg.RateLimitConfig()), limiterSettingsOf(rc)) {
 			p.limiter = prev.limiter
@@ -157,6 +172,9 @@ func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*p
 	if p.limiter != nil {
 		deps.Limiter = p.limiter
 	}
+	if p.intro != nil {
+		deps.Introspector = p.intro
+	}
 	e, err := authz.NewEngine(cfg.Authz(), deps)
 	if err != nil {
 		return fail(err)
@@ -178,6 +196,9 @@ func (p *parts) close() {
 	if p.ownsRL && p.limiter != nil {
 		_ = p.limiter.Close()
 	}
+	if p.ownsIntro && p.intro != nil {
+		p.intro.Close()
+	}
 	p.cancel()
 }
 
@@ -192,6 +213,9 @@ func (p *parts) handOver(next *parts) {
 	}
 	if next.limiter != nil && next.limiter == p.limiter {
 		p.ownsRL, next.ownsRL = false, p.ownsRL || next.ownsRL
+	}
+	if next.intro != nil && next.intro == p.intro {
+		p.ownsIntro, next.ownsIntro = false, p.ownsIntro || next.ownsIntro
 	}
 }
 
@@ -405,8 +429,14 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 	}
+	api, err := s.newAPIServer(cfg, listen, tlsCfg)
+	if err != nil {
+		closeAll()
+		p.close()
+		return err
+	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- gs.Serve(gl) }()
 	if hs != nil {
 		go func() { errc <- hs.Serve(hl) }()
@@ -414,6 +444,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 	if as != nil {
 		go func() { errc <- as.Serve(al) }()
 	}
+	api.serve(logger, errc)
 	logger.Info("extauthz serving",
 		"grpc", gl.Addr().String(), "http", addrOf(hl), "admin", addrOf(al), "tls", tlsCfg != nil,
 		"mtls", cfg.Listen.TLS.ClientCAFile != "",
@@ -477,6 +508,7 @@ loop:
 	if hs != nil {
 		_ = hs.Shutdown(stopCtx)
 	}
+	api.shutdown(stopCtx)
 	select {
 	case <-done:
 	case <-stopCtx.Done():

@@ -1,0 +1,78 @@
+package authz
+
+import (
+	"context"
+	"time"
+)
+
+// Authenticate checks the credential in headers (lower-case names, as in
+// Request.Headers) exactly as a check does: authorization: Bearer first,
+// then x-api-key, a JWT or an API key by its shape, groups mapped to roles.
+// No route is matched and nothing is logged or counted. It returns the
+// identity, or nil and the reason for refusing it (see ReasonCode and
+// Denial). mTLS peers are never considered: headers carry no peer.
+// The identity may be shared: treat it as read-only.
+func (e *Engine) Authenticate(ctx context.Context, headers map[string]string) (*Identity, Reason) {
+	id, _, reason := e.authenticate(ctx, &Request{Headers: headers})
+	if id == nil {
+		return nil, reason
+	}
+	return id, ""
+}
+
+// AuthenticateJWT verifies token as a JWT of a configured provider (through
+// Authenticate, with a synthetic authorization header) and returns the
+// identity with the token's expiry. API keys and any other credential are
+// refused with ReasonInvalidToken: only a JWT can be exchanged.
+func (e *Engine) AuthenticateJWT(ctx context.Context, token string) (*Identity, time.Time, Reason) {
+	if e.keyPrefix != "" && len(token) >= len(e.keyPrefix) && token[:len(e.keyPrefix)] == e.keyPrefix {
+		return nil, time.Time{}, ReasonInvalidToken
+	}
+	if !looksLikeJWT(token) {
+		return nil, time.Time{}, ReasonMalformedToken
+	}
+	id, reason := e.Authenticate(ctx, map[string]string{"authorization": "Bearer " + token})
+	if id == nil {
+		return nil, time.Time{}, reason
+	}
+	if id.Method != MethodJWT {
+		return nil, time.Time{}, ReasonInvalidToken
+	}
+	// The verifier's token cache answers this second call.
+	c, err := e.verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, time.Time{}, jwtReason(ctx, err)
+	}
+	return id, c.ExpiresAt, ""
+}
+
+// Permits reports whether roles grant the permission perm (globs in role
+// definitions apply, as for routes).
+func (e *Engine) Permits(roles []string, perm string) bool {
+	return e.mapper.Permits(roles, []string{perm})
+}
+
+// KnownRole reports whether role is defined under roles.
+func (e *Engine) KnownRole(role string) bool { return e.mapper.Known(role) }
+
+// ReasonCode returns the public code of a reason; an unknown reason fails
+// closed as Unavailable.
+func ReasonCode(r Reason) Code {
+	if c, ok := reasonCodes[r]; ok {
+		return c
+	}
+	return Unavailable
+}
+
+// Denial returns what a check sends the client when it refuses for reason
+// r: the HTTP status, the headers (content-type, www-authenticate,
+// retry-after) and the JSON body of the response table.
+func Denial(r Reason) (status int, headers []Header, body []byte) {
+	d := newDenial(r, ReasonCode(r))
+	return d.code.HTTPStatus(), d.headers, d.body
+}
+
+// MapRoles returns the roles role_mapping gives groups plus roles (and the
+// default roles), sorted: the roles an API key with these groups and roles
+// would have.
+func (e *Engine) MapRoles(groups, roles []string) []string { return e.mapper.Roles(groups, roles) }

@@ -1,0 +1,431 @@
+package introspect
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The errors of Introspect. Each is wrapped with detail that never holds the
+// token or the client secret.
+var (
+	// ErrInactive: the endpoint says the token is not active, or it is
+	// expired, not yet valid, meant for another audience, has no subject, or
+	// is longer than max_token_bytes. The caller answers 401.
+	ErrInactive = errors.New("introspect: token is not active")
+	// ErrUnavailable: no trustworthy answer (endpoint down, slow, refusing
+	// the client credentials, a non-200 status or a malformed body). The
+	// caller answers 503; it is never an allow.
+	ErrUnavailable = errors.New("introspect: endpoint unavailable")
+)
+
+// Result is what an active token's introspection yields. The cache hands the
+// same *Result to every caller of the same token until it expires: treat it
+// as read-only.
+type Result struct {
+	Subject   string
+	Groups    []string
+	ExpiresAt time.Time // zero when the response has no exp
+	ClientID  string
+	Scope     string
+}
+
+// Deps are the Client's collaborators. Metrics may be nil (nothing
+// counted); HTTPClient may be nil (one is built from the Config, with
+// ca_file).
+type Deps struct {
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	HTTPClient *http.Client
+}
+
+// Client introspects tokens and caches the answers. It is safe for
+// concurrent use.
+type Client struct {
+	cfg     Config
+	http    *http.Client
+	logger  *slog.Logger
+	metrics *Metrics
+	cache   *lru.Cache[[32]byte, entry]
+	now     func() time.Time
+
+	secret     atomic.Pointer[string]
+	lastReread atomic.Int64 // unix nanoseconds of the last secret re-read
+	lastWarn   atomic.Int64 // unix nanoseconds of the last credentials warning
+
+	mu       sync.Mutex
+	inflight map[[32]byte]*call
+}
+
+type entry struct {
+	res   *Result
+	err   error // nil or an ErrInactive
+	until time.Time
+}
+
+// call is one request to the endpoint that concurrent callers for the same
+// token share.
+type call struct {
+	done chan struct{}
+	res  *Result
+	err  error
+}
+
+// New builds a Client. The configuration must be valid (see Validate); New
+// applies the defaults, reads the client secret and ca_file, and fails when
+// either cannot be read. It starts no goroutine.
+func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("introspect: a logger is required")
+	}
+	c := &Client{cfg: cfg, logger: deps.Logger, metrics: deps.Metrics, http: deps.HTTPClient, now: time.Now, inflight: map[[32]byte]*call{}}
+	if c.metrics == nil {
+		c.metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	secret, err := readSecret(cfg.ClientSecretFile)
+	if err != nil {
+		return nil, err
+	}
+	c.secret.Store(&secret)
+	if c.http == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tr.MaxIdleConnsPerHost = 64
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("introspect: ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("introspect: ca_file: no PEM certificate in the file")
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		c.http = &http.Client{
+			Transport: tr,
+			// A redirect would carry the client credentials elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	c.cache, err = lru.New[[32]byte, entry](cfg.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("introspect: cache: %w", err)
+	}
+	return c, nil
+}
+
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("introspect: client_secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("introspect: client_secret_file %s: the file is empty", path)
+	}
+	return s, nil
+}
+
+// Close releases idle connections to the endpoint.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Introspect returns the identity of an active token, from the cache or the
+// endpoint. Errors wrap ErrInactive or ErrUnavailable (or the context's
+// error when ctx ends first).
+func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) {
+	if token == "" || len(token) > c.cfg.MaxTokenBytes {
+		return nil, fmt.Errorf("%w: empty or longer than max_token_bytes", ErrInactive)
+	}
+	key := sha256.Sum256([]byte(token))
+	now := c.now()
+	if e, ok := c.cache.Get(key); ok {
+		if now.Before(e.until) {
+			c.metrics.hit.Inc()
+			return e.res, e.err
+		}
+		c.cache.Remove(key)
+	}
+	c.metrics.miss.Inc()
+
+	c.mu.Lock()
+	cl, shared := c.inflight[key]
+	if !shared {
+		cl = &call{done: make(chan struct{})}
+		c.inflight[key] = cl
+	}
+	c.mu.Unlock()
+	if !shared {
+		// The request outlives a caller that gives up, so that the callers
+		// sharing it still get the answer; Timeout bounds it.
+		go func() {
+			cl.res, cl.err = c.fetch(context.WithoutCancel(ctx), token, key)
+			c.mu.Lock()
+			delete(c.inflight, key)
+			c.mu.Unlock()
+			close(cl.done)
+		}()
+	}
+	select {
+	case <-cl.done:
+		return cl.res, cl.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// fetch asks the endpoint and caches a definite answer.
+func (c *Client) fetch(ctx context.Context, token string, key [32]byte) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, err := c.request(ctx, token)
+	c.metrics.duration.Observe(time.Since(start).Seconds())
+	now := c.now()
+	switch {
+	case err == nil:
+		c.metrics.active.Inc()
+		until := now.Add(c.cfg.CacheTTL)
+		if !res.ExpiresAt.IsZero() && res.ExpiresAt.Before(until) {
+			until = res.ExpiresAt
+		}
+		c.cache.Add(key, entry{res: res, until: until})
+	case errors.Is(err, ErrInactive):
+		c.metrics.inactive.Inc()
+		c.cache.Add(key, entry{err: err, until: now.Add(c.cfg.NegativeCacheTTL)})
+	default:
+		c.metrics.failed.Inc()
+	}
+	return res, err
+}
+
+func (c *Client) request(ctx context.Context, token string) (*Result, error) {
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: new request: %w", ErrUnavailable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	// RFC 6749 section 2.3.1: form-encode the credentials before Basic.
+	req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(*c.secret.Load()))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// The URL is the endpoint's; the token travels only in the body.
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read response: %w", ErrUnavailable, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		c.credentialsRefused(resp.StatusCode)
+		return nil, fmt.Errorf("%w: the endpoint refused the client credentials (status %d)", ErrUnavailable, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: status %d", ErrUnavailable, resp.StatusCode)
+	case len(body) > MaxResponseBytes:
+		return nil, fmt.Errorf("%w: response larger than %d bytes", ErrUnavailable, MaxResponseBytes)
+	}
+	return c.parse(body)
+}
+
+// credentialsRefused warns (at most every 10s) that the endpoint refused
+// the client credentials, and re-reads the secret file (at most every 5s)
+// in case it was rotated.
+func (c *Client) credentialsRefused(status int) {
+	now := time.Now().UnixNano()
+	if last := c.lastWarn.Load(); now-last >= int64(10*time.Second) && c.lastWarn.CompareAndSwap(last, now) {
+		c.logger.LogAttrs(context.Background(), slog.LevelWarn, "introspection endpoint refused the client credentials: check client_id and client_secret_file",
+			slog.Int("status", status), slog.String("client_id", c.cfg.ClientID))
+	}
+	if last := c.lastReread.Load(); now-last >= int64(5*time.Second) && c.lastReread.CompareAndSwap(last, now) {
+		if s, err := readSecret(c.cfg.ClientSecretFile); err == nil {
+			c.secret.Store(&s)
+		}
+	}
+}
+
+// parse reads a response strictly: one JSON object without duplicate
+// members or trailing data, whose active member is the boolean true.
+func (c *Client) parse(body []byte) (*Result, error) {
+	members, err := parseObject(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: malformed response: %w", ErrUnavailable, err)
+	}
+	switch string(members["active"]) {
+	case "true":
+	case "false":
+		return nil, fmt.Errorf("%w: active is false", ErrInactive)
+	default:
+		return nil, fmt.Errorf("%w: malformed response: active is not a boolean", ErrUnavailable)
+	}
+	now := c.now()
+	res := &Result{}
+	if raw, ok := members["exp"]; ok {
+		t, err := numericDate(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: malformed response: exp: %w", ErrUnavailable, err)
+		}
+		if !now.Before(t) {
+			return nil, fmt.Errorf("%w: expired", ErrInactive)
+		}
+		res.ExpiresAt = t
+	}
+	if raw, ok := members["nbf"]; ok {
+		t, err := numericDate(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: malformed response: nbf: %w", ErrUnavailable, err)
+		}
+		if now.Before(t) {
+			return nil, fmt.Errorf("%w: not yet valid", ErrInactive)
+		}
+	}
+	if len(c.cfg.Audiences) > 0 && !audienceMatches(members["aud"], c.cfg.Audiences) {
+		return nil, fmt.Errorf("%w: audience not accepted", ErrInactive)
+	}
+	res.Subject = stringMember(members, c.cfg.SubjectClaim)
+	if res.Subject == "" {
+		return nil, fmt.Errorf("%w: no %s in the response", ErrInactive, c.cfg.SubjectClaim)
+	}
+	res.ClientID = stringMember(members, "client_id")
+	res.Scope = stringMember(members, "scope")
+	res.Groups = groups(members[c.cfg.GroupsClaim], c.cfg.GroupsClaim == "scope")
+	return res, nil
+}
+
+// parseObject decodes a single JSON object into its members, refusing
+// duplicate names and trailing data.
+func parseObject(body []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("member name is not a string")
+		}
+		if _, dup := members[name]; dup {
+			return nil, fmt.Errorf("duplicate member %q", name)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		members[name] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	return members, nil
+}
+
+func numericDate(raw json.RawMessage) (time.Time, error) {
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return time.Time{}, errors.New("not a number")
+	}
+	if math.IsNaN(f) || f < 0 || f > 1e11 {
+		return time.Time{}, errors.New("out of range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+func stringMember(m map[string]json.RawMessage, name string) string {
+	var s string
+	if raw, ok := m[name]; ok && json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return ""
+}
+
+// audienceMatches reports whether aud (a string or an array of strings)
+// holds one of want.
+func audienceMatches(raw json.RawMessage, want []string) bool {
+	if raw == nil {
+		return false
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return slices.Contains(want, one)
+	}
+	var many []string
+	if json.Unmarshal(raw, &many) == nil {
+		for _, a := range many {
+			if slices.Contains(want, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// groups reads a groups member: an array of strings (other items are
+// skipped) or one string, which with split is a space-separated list
+// (scope).
+func groups(raw json.RawMessage, split bool) []string {
+	if raw == nil {
+		return nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		if split {
+			return strings.Fields(one)
+		}
+		if one == "" {
+			return nil
+		}
+		return []string{one}
+	}
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) != nil {
+		return nil
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		var s string
+		if json.Unmarshal(it, &s) == nil && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,386 @@
+package introspect
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// idp is a real RFC 7662 endpoint over httptest: it checks the client
+// credentials and answers each token with the JSON body registered for it.
+type idp struct {
+	srv      *httptest.Server
+	requests atomic.Int64
+	mu       sync.Mutex
+	answers  map[string]string // token -> body
+	status   int               // when set, every answer has this status
+	delay    time.Duration
+	release  chan struct{}
+}
+
+func newIDP(t *testing.T) *idp {
+	t.Helper()
+	p := &idp{answers: map[string]string{}, release: make(chan struct{})}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(func() { close(p.release); p.srv.Close() })
+	return p
+}
+
+func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
+	p.mu.Lock()
+	status, delay, body := p.status, p.delay, ""
+	p.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		case <-p.release:
+			return
+		}
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok || id != "extauthz" || secret != "s3cret" || r.Method != http.MethodPost {
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	if status != 0 {
+		w.WriteHeader(status)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	body, ok = p.answers[r.PostForm.Get("token")]
+	p.mu.Unlock()
+	if !ok {
+		body = `{"active":false}`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, body)
+}
+
+func (p *idp) answer(token, body string) {
+	p.mu.Lock()
+	p.answers[token] = body
+	p.mu.Unlock()
+}
+
+func (p *idp) set(status int, delay time.Duration) {
+	p.mu.Lock()
+	p.status, p.delay = status, delay
+	p.mu.Unlock()
+}
+
+func writeSecret(t *testing.T, secret string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(f, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+type fixture struct {
+	idp    *idp
+	client *Client
+	reg    *prometheus.Registry
+	logs   *bytes.Buffer
+	mu     *sync.Mutex
+}
+
+func newFixture(t *testing.T, secret string, edit func(*Config)) *fixture {
+	t.Helper()
+	p := newIDP(t)
+	cfg := Config{Endpoint: p.srv.URL + "/introspect", ClientID: "extauthz", ClientSecretFile: writeSecret(t, secret), Timeout: 200 * time.Millisecond}
+	if edit != nil {
+		edit(&cfg)
+	}
+	reg := prometheus.NewRegistry()
+	f := &fixture{idp: p, reg: reg, logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	logger := slog.New(slog.NewJSONHandler(lockedBuffer{f.logs, f.mu}, nil))
+	c, err := New(context.Background(), cfg, Deps{Logger: logger, Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	f.client = c
+	return f
+}
+
+type lockedBuffer struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (f *fixture) logText() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.logs.String()
+}
+
+const token = "opaque-2YotnFZFEjr1zCsicMWpAA"
+
+func TestClient_Introspect(t *testing.T) {
+	future := time.Now().Add(time.Hour).Unix()
+	past := time.Now().Add(-time.Minute).Unix()
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		body    string
+		status  int
+		want    *Result
+		wantErr error
+	}{
+		{"active", nil, fmt.Sprintf(`{"active":true,"sub":"alice","groups":["eng","ml"],"client_id":"cli","scope":"read write","exp":%d}`, future), 0,
+			&Result{Subject: "alice", Groups: []string{"eng", "ml"}, ClientID: "cli", Scope: "read write", ExpiresAt: time.Unix(future, 0)}, nil},
+		{"active_without_exp_single_group", nil, `{"active":true,"sub":"bob","groups":"eng"}`, 0, &Result{Subject: "bob", Groups: []string{"eng"}}, nil},
+		{"groups_from_scope", func(c *Config) { c.GroupsClaim = "scope" }, `{"active":true,"sub":"svc","scope":"models:read chat"}`, 0,
+			&Result{Subject: "svc", Scope: "models:read chat", Groups: []string{"models:read", "chat"}}, nil},
+		{"custom_subject_claim", func(c *Config) { c.SubjectClaim = "username" }, `{"active":true,"sub":"123","username":"carol"}`, 0, &Result{Subject: "carol"}, nil},
+		{"inactive", nil, `{"active":false}`, 0, nil, ErrInactive},
+		{"expired", nil, fmt.Sprintf(`{"active":true,"sub":"alice","exp":%d}`, past), 0, nil, ErrInactive},
+		{"not_yet_valid", nil, fmt.Sprintf(`{"active":true,"sub":"alice","nbf":%d}`, future), 0, nil, ErrInactive},
+		{"no_subject", nil, `{"active":true}`, 0, nil, ErrInactive},
+		{"audience_accepted", func(c *Config) { c.Audiences = []string{"llm-gateway"} }, `{"active":true,"sub":"a","aud":["other","llm-gateway"]}`, 0, &Result{Subject: "a"}, nil},
+		{"audience_refused", func(c *Config) { c.Audiences = []string{"llm-gateway"} }, `{"active":true,"sub":"a","aud":"other"}`, 0, nil, ErrInactive},
+		{"audience_missing", func(c *Config) { c.Audiences = []string{"llm-gateway"} }, `{"active":true,"sub":"a"}`, 0, nil, ErrInactive},
+		{"active_as_string", nil, `{"active":"true","sub":"a"}`, 0, nil, ErrUnavailable},
+		{"active_missing", nil, `{"sub":"a"}`, 0, nil, ErrUnavailable},
+		{"duplicate_active", nil, `{"active":false,"active":true,"sub":"a"}`, 0, nil, ErrUnavailable},
+		{"trailing_data", nil, `{"active":true,"sub":"a"} {"active":true}`, 0, nil, ErrUnavailable},
+		{"garbage", nil, `<html>oops</html>`, 0, nil, ErrUnavailable},
+		{"exp_as_string", nil, `{"active":true,"sub":"a","exp":"soon"}`, 0, nil, ErrUnavailable},
+		{"too_large", nil, `{"active":true,"sub":"a","pad":"` + strings.Repeat("x", MaxResponseBytes) + `"}`, 0, nil, ErrUnavailable},
+		{"server_error", nil, "", http.StatusInternalServerError, nil, ErrUnavailable},
+		{"redirect", nil, "", http.StatusFound, nil, ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "s3cret", tt.edit)
+			f.idp.answer(token, tt.body)
+			f.idp.set(tt.status, 0)
+			got, err := f.client.Introspect(context.Background(), token)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("Introspect error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Result mismatch (-want +got):\n%s", diff)
+			}
+			if err != nil && strings.Contains(err.Error(), token) {
+				t.Errorf("the error holds the token: %v", err)
+			}
+		})
+	}
+}
+
+func TestClient_IntrospectSlowEndpoint(t *testing.T) {
+	f := newFixture(t, "s3cret", func(c *Config) { c.Timeout = 100 * time.Millisecond })
+	f.idp.set(0, 5*time.Second)
+	start := time.Now()
+	_, err := f.client.Introspect(context.Background(), token)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Introspect error = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Introspect took %s, want about the 100ms timeout", d)
+	}
+	// A caller whose own deadline ends first is answered then.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := f.client.Introspect(ctx, "another-token"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Introspect error = %v, want ErrUnavailable wrapping DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 90*time.Millisecond {
+		t.Errorf("Introspect took %s past the caller's 20ms deadline", d)
+	}
+}
+
+func TestClient_IntrospectEndpointDown(t *testing.T) {
+	f := newFixture(t, "s3cret", nil)
+	f.idp.srv.Close()
+	if _, err := f.client.Introspect(context.Background(), token); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Introspect error = %v, want ErrUnavailable", err)
+	}
+	if got := testutil.ToFloat64(f.client.metrics.failed); got != 1 {
+		t.Errorf(`requests_total{result="error"} = %v, want 1`, got)
+	}
+}
+
+func TestClient_IntrospectWrongCredentials(t *testing.T) {
+	f := newFixture(t, "wrong-secret", nil)
+	f.idp.answer(token, `{"active":true,"sub":"alice"}`)
+	for range 2 {
+		if _, err := f.client.Introspect(context.Background(), token); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Introspect error = %v, want ErrUnavailable", err)
+		}
+	}
+	if n := f.idp.requests.Load(); n != 2 {
+		t.Errorf("endpoint requests = %d, want 2 (failures are never cached)", n)
+	}
+	logs := f.logText()
+	if n := strings.Count(logs, `"level":"WARN"`); n != 1 {
+		t.Errorf("Warn lines = %d, want 1 (rate limited):\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "refused the client credentials") {
+		t.Errorf("no Warn about the client credentials:\n%s", logs)
+	}
+	for _, secret := range []string{token, "wrong-secret"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds a secret %q:\n%s", secret, logs)
+		}
+	}
+}
+
+func TestClient_IntrospectCache(t *testing.T) {
+	f := newFixture(t, "s3cret", func(c *Config) { c.NegativeCacheTTL = 50 * time.Millisecond })
+	f.idp.answer(token, `{"active":true,"sub":"alice"}`)
+	first, err := f.client.Introspect(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := f.client.Introspect(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second {
+		t.Error("the second call did not return the cached Result")
+	}
+	if n := f.idp.requests.Load(); n != 1 {
+		t.Errorf("endpoint requests = %d, want 1", n)
+	}
+
+	// Inactive answers are cached for negative_cache_ttl only.
+	for range 3 {
+		if _, err := f.client.Introspect(context.Background(), "revoked"); !errors.Is(err, ErrInactive) {
+			t.Fatalf("Introspect error = %v, want ErrInactive", err)
+		}
+	}
+	if n := f.idp.requests.Load(); n != 2 {
+		t.Errorf("endpoint requests = %d, want 2 (inactive cached)", n)
+	}
+	time.Sleep(60 * time.Millisecond)
+	f.idp.answer("revoked", `{"active":true,"sub":"bob"}`)
+	if res, err := f.client.Introspect(context.Background(), "revoked"); err != nil || res.Subject != "bob" {
+		t.Fatalf("after negative_cache_ttl: Introspect = %v, %v, want bob", res, err)
+	}
+	if got := testutil.ToFloat64(f.client.metrics.hit); got != 3 {
+		t.Errorf(`cache_lookups_total{result="hit"} = %v, want 3`, got)
+	}
+}
+
+func TestClient_IntrospectCacheUntilExp(t *testing.T) {
+	f := newFixture(t, "s3cret", nil)
+	now := time.Now()
+	f.client.now = func() time.Time { return now }
+	f.idp.answer(token, fmt.Sprintf(`{"active":true,"sub":"alice","exp":%d}`, now.Add(10*time.Second).Unix()))
+	if _, err := f.client.Introspect(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(11 * time.Second) // past exp, well within cache_ttl
+	f.idp.answer(token, `{"active":false}`)
+	if _, err := f.client.Introspect(context.Background(), token); !errors.Is(err, ErrInactive) {
+		t.Fatalf("after exp: Introspect error = %v, want ErrInactive", err)
+	}
+	if n := f.idp.requests.Load(); n != 2 {
+		t.Errorf("endpoint requests = %d, want 2 (the entry ended at exp)", n)
+	}
+}
+
+func TestClient_IntrospectConcurrentCallsShareOneRequest(t *testing.T) {
+	f := newFixture(t, "s3cret", nil)
+	f.idp.answer(token, `{"active":true,"sub":"alice"}`)
+	f.idp.set(0, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.client.Introspect(context.Background(), token); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := f.idp.requests.Load(); n != 1 {
+		t.Errorf("endpoint requests = %d, want 1", n)
+	}
+}
+
+func TestClient_IntrospectTokenTooLarge(t *testing.T) {
+	f := newFixture(t, "s3cret", func(c *Config) { c.MaxTokenBytes = 64 })
+	if _, err := f.client.Introspect(context.Background(), strings.Repeat("a", 65)); !errors.Is(err, ErrInactive) {
+		t.Fatalf("Introspect error = %v, want ErrInactive", err)
+	}
+	if n := f.idp.requests.Load(); n != 0 {
+		t.Errorf("endpoint requests = %d, want 0", n)
+	}
+}
+
+func TestMetrics_Lint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewMetrics(reg)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+	n, err := testutil.GatherAndCount(reg)
+	if err != nil || n != 6 {
+		t.Errorf("series = %d (%v), want 6 (every result pre-initialised)", n, err)
+	}
+}
+
+// BenchmarkClient_IntrospectCached measures a cache hit: one SHA-256 and
+// one LRU lookup.
+func BenchmarkClient_IntrospectCached(b *testing.B) {
+	p := &idp{answers: map[string]string{token: `{"active":true,"sub":"alice"}`}, release: make(chan struct{})}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	defer p.srv.Close()
+	dir := b.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c, err := New(context.Background(), Config{Endpoint: p.srv.URL, ClientID: "extauthz", ClientSecretFile: secret},
+		Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Introspect(context.Background(), token); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Introspect(context.Background(), token); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
