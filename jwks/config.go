@@ -96,6 +96,13 @@ type ProviderConfig struct {
 	// ClaimsToHeaders maps a claim (name or dotted path) to the name of a
 	// header that carries its value upstream.
 	ClaimsToHeaders map[string]string `yaml:"claims_to_headers"`
+	// TokenTypes, when set, is the list of accepted values of the JWS typ
+	// header (RFC 8725 section 3.11, explicit typing), e.g. [at+jwt] so that
+	// an ID token or a logout token of the same issuer and audience is not
+	// taken for an access token. Compared case-insensitively, with an
+	// "application/" prefix ignored; a token without typ is then refused.
+	// Empty: typ is not checked.
+	TokenTypes []string `yaml:"token_types"`
 }
 
 // Defaults and limits.
@@ -313,6 +320,12 @@ func (c Config) Validate() error {
 			seenAlg[a] = true
 		}
 
+		for j, tt := range p.TokenTypes {
+			if normalTokenType(tt) == "" || strings.ContainsAny(tt, " \t,") {
+				padd(fmt.Sprintf("token_types[%d]", j), "%q must be a media type such as at+jwt or JWT", tt)
+			}
+		}
+
 		if err := checkClaimPath(p.SubjectClaim); err != nil {
 			padd("subject_claim", "%v", err)
 		}
@@ -453,4 +466,11 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// normalTokenType lower-cases a typ value and drops an "application/"
+// prefix (RFC 7515 section 4.1.9).
+func normalTokenType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	return strings.TrimPrefix(t, "application/")
 }

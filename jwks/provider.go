@@ -22,6 +22,8 @@ type provider struct {
 	subject   claimPath
 	groups    claimPath
 	headers   []headerMapping // sorted by header name
+	// tokenTypes are the accepted typ values, normalised; empty: any.
+	tokenTypes []string
 
 	log     *slog.Logger
 	metrics providerMetrics

@@ -193,6 +193,7 @@ func (v *Verifier) newProvider(ctx context.Context, pc ProviderConfig, client *h
 		opts:            v.opts,
 		refreshInterval: pc.RefreshInterval,
 		hmac:            pc.HMACSecretFile != "",
+		tokenTypes:      normalTokenTypes(pc.TokenTypes),
 		kick:            make(chan struct{}, 1),
 		done:            make(chan struct{}),
 	}
@@ -341,6 +342,9 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	if p == nil {
 		return nil, nil, fmt.Errorf("%w: %.100q", ErrUnknownIssuer, iss)
 	}
+	if len(p.tokenTypes) > 0 && !slices.Contains(p.tokenTypes, normalTokenType(j.typ)) {
+		return nil, nil, fmt.Errorf("%w: typ %.40q is not one of the provider's token_types", ErrMalformed, j.typ)
+	}
 	k, err := p.checkSignature(ctx, j)
 	if err != nil {
 		return nil, nil, err
@@ -380,6 +384,7 @@ func keyError(err error, provider, kid string) error {
 type jws struct {
 	alg          string
 	kid          string // "" when absent
+	typ          string // "" when absent
 	signingInput string // header.payload, as sent
 	payload      []byte
 	sig          []byte
@@ -389,9 +394,9 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // parseJWS splits and decodes a compact JWS: three base64url segments
 // (canonical, unpadded), a JSON object header with a string alg, an
-// optional string kid, and no crit. An empty signature is left for the
+// optional string kid and typ, and no crit. An empty signature is left for the
 // algorithm check (alg none) or the signature check to refuse. Other header parameters (jku, x5u, jwk,
-// x5c, typ, ...) are ignored: keys come only from the configuration.
+// x5c, ...) are ignored: keys come only from the configuration.
 func parseJWS(token string) (jws, error) {
 	h, rest, ok1 := strings.Cut(token, ".")
 	pl, sg, ok2 := strings.Cut(rest, ".")
@@ -430,12 +435,20 @@ func parseJWS(token string) (jws, error) {
 		}
 		kid = kv.str
 	}
+	var typ string
+	if tv, present := header.get("typ"); present {
+		if tv.kind != jsonString {
+			return jws{}, fmt.Errorf("%w: header typ is not a string", ErrMalformed)
+		}
+		typ = tv.str
+	}
 	if _, present := header.get("crit"); present {
 		return jws{}, fmt.Errorf("%w: header crit names extensions this verifier does not support", ErrMalformed)
 	}
 	return jws{
 		alg:          alg,
 		kid:          kid,
+		typ:          typ,
 		signingInput: token[:len(h)+1+len(pl)],
 		payload:      payload,
 		sig:          sig,
@@ -527,4 +540,12 @@ func verifySignature(j jws, k *key) error {
 		return fmt.Errorf("%w: %w", ErrSignature, err)
 	}
 	return nil
+}
+
+func normalTokenTypes(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, t := range in {
+		out = append(out, normalTokenType(t))
+	}
+	return out
 }
