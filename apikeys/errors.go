@@ -38,6 +38,29 @@ var (
 	ErrCorrupt = errors.New("corrupt api key record")
 )
 
+// KeyError is a lookup refused because the key exists but is revoked or
+// expired. It names the key by its public id and owner, never by its secret
+// or hash, so a denial can be audited (the decision log's key_id and
+// subject). It matches its Err, ErrRevoked or ErrExpired, with errors.Is.
+// The negative cache keeps it, so a cached refusal carries the same id and
+// owner. A KeyError returned by Lookup is shared and must not be modified.
+type KeyError struct {
+	// Err is ErrRevoked or ErrExpired.
+	Err error
+	// ID is the key's public id.
+	ID string
+	// Owner is the key's owner (what x-auth-subject would have been).
+	Owner string
+}
+
+// Error returns "apikeys: key <id>: api key expired" (or revoked).
+func (e *KeyError) Error() string {
+	return "apikeys: key " + e.ID + ": " + e.Err.Error()
+}
+
+// Unwrap returns Err.
+func (e *KeyError) Unwrap() error { return e.Err }
+
 // corruptError is a stored record that cannot be decoded. It matches
 // ErrCorrupt, ErrNotFound and its cause, and names the record by its hash
 // prefix or id and the broken fields, never by anything secret.

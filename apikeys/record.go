@@ -52,13 +52,14 @@ func (r *Record) expired(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
 }
 
-// check returns nil for a usable record, else ErrRevoked or ErrExpired.
+// check returns nil for a usable record, else a *KeyError wrapping
+// ErrRevoked or ErrExpired.
 func (r *Record) check(now time.Time) error {
 	if !r.RevokedAt.IsZero() {
-		return ErrRevoked
+		return &KeyError{Err: ErrRevoked, ID: r.ID, Owner: r.Owner}
 	}
 	if r.expired(now) {
-		return ErrExpired
+		return &KeyError{Err: ErrExpired, ID: r.ID, Owner: r.Owner}
 	}
 	return nil
 }

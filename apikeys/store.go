@@ -126,11 +126,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
 // backend, with one HGETALL bounded by the Redis timeout. Expiry is checked on
 // every answer, cached or not.
 //
-// It returns the record, or ErrMalformed, ErrNotFound, ErrRevoked, ErrExpired,
-// an error matching ErrCorrupt and ErrNotFound when the stored record cannot
-// be decoded (logged at Warn), or an error matching ErrUnavailable (and
-// context.DeadlineExceeded on a timeout) when the backend cannot answer and
-// nothing is cached. The returned Record is shared and must not be modified.
+// It returns the record, or ErrMalformed, ErrNotFound, a *KeyError matching
+// ErrRevoked or ErrExpired (with the key's id and owner, also when the
+// refusal comes from a cache), an error matching ErrCorrupt and ErrNotFound
+// when the stored record cannot be decoded (logged at Warn), or an error
+// matching ErrUnavailable (and context.DeadlineExceeded on a timeout) when the
+// backend cannot answer and nothing is cached. The returned Record is shared and must not be modified.
 func (s *Store) Lookup(ctx context.Context, key string) (*Record, error) {
 	if CheckFormat(s.prefix, key) != nil {
 		s.m.lookup(srcLocal, resMalformed)
@@ -199,12 +200,16 @@ func resultOf(err error) int {
 		return resFound
 	case ErrNotFound:
 		return resNotFound
-	case ErrRevoked:
-		return resRevoked
-	case ErrExpired:
-		return resExpired
 	case ErrMalformed:
 		return resMalformed
+	}
+	if ke, ok := err.(*KeyError); ok {
+		switch ke.Err {
+		case ErrRevoked:
+			return resRevoked
+		case ErrExpired:
+			return resExpired
+		}
 	}
 	if errors.Is(err, ErrCorrupt) {
 		return resCorrupt

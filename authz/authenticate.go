@@ -13,7 +13,7 @@ import (
 // Denial). mTLS peers are never considered: headers carry no peer.
 // The identity may be shared: treat it as read-only.
 func (e *Engine) Authenticate(ctx context.Context, headers map[string]string) (*Identity, Reason) {
-	id, _, reason := e.authenticate(ctx, &Request{Headers: headers})
+	id, _, reason := e.authenticate(ctx, &Request{Headers: headers}, nil)
 	if id == nil {
 		return nil, reason
 	}

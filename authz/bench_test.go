@@ -222,6 +222,18 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("api_key_cached_embedded", func(b *testing.B) {
 		run(b, env.cached, envoyRequest("authorization", "Bearer "+key), Allowed)
 	})
+	revoked, rrec, err := env.store.Create(ctx, apikeys.CreateOptions{Owner: "dave", Groups: []string{"eng"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := env.store.Revoke(ctx, rrec.ID); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("deny_revoked_key_embedded", func(b *testing.B) {
+		// The embedded store has no caches: each refusal builds the
+		// apikeys.KeyError that names the key for the audit line.
+		run(b, env.cached, envoyRequest("authorization", "Bearer "+revoked), InvalidAPIKey)
+	})
 
 	b.Run("redis", func(b *testing.B) {
 		url := apikeystest.StartRedis(b) // skips without redis-server
@@ -234,6 +246,18 @@ func BenchmarkDecide(b *testing.B) {
 		waitCached(b, warm, rkey)
 		b.Run("api_key_cached", func(b *testing.B) {
 			run(b, we, envoyRequest("x-api-key", rkey), Allowed)
+		})
+		rrevoked, rrec, err := warm.Create(ctx, apikeys.CreateOptions{Owner: "dave", Groups: []string{"eng"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := warm.Revoke(ctx, rrec.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("deny_revoked_key_cached", func(b *testing.B) {
+			// The refusal, with the key's id and owner for the audit
+			// line, comes from the negative cache.
+			run(b, we, envoyRequest("x-api-key", rrevoked), InvalidAPIKey)
 		})
 		ue := env.engine(b, env.verifier, env.redisStore(b, url, false))
 		b.Run("api_key_uncached", func(b *testing.B) {

@@ -127,6 +127,12 @@ type Decision struct {
 	// RateLimit is what the rate limiter said, for the log: "" (no limit
 	// applied), allowed, limited, error_allowed or error_denied.
 	RateLimit string
+	// KeyID and KeyOwner name an API key that exists but was refused
+	// because it is revoked or expired (reason revoked_key or
+	// expired_key), so the denial can be audited; they are empty
+	// otherwise. They do not make the request authenticated: Identity
+	// stays nil and nothing is set upstream.
+	KeyID, KeyOwner string
 }
 
 // Engine makes decisions. It is immutable once built; a config reload builds
@@ -282,7 +288,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		return d
 	}
 
-	id, set, reason := e.authenticate(ctx, r)
+	id, set, reason := e.authenticate(ctx, r, &d)
 	if id == nil {
 		d.Reason = reason
 		d.Code = reasonCodes[reason]
@@ -424,8 +430,10 @@ const (
 // and the headers it sets upstream, or nil and the reason for refusing.
 //
 // An explicit credential always decides, valid or not; only a request
-// without one may be identified by its mTLS peer (peer_identity).
-func (e *Engine) authenticate(ctx context.Context, r *Request) (*Identity, []Header, Reason) {
+// without one may be identified by its mTLS peer (peer_identity). When d is
+// not nil and the credential is a revoked or expired API key, the key's id
+// and owner are recorded in d for the audit log.
+func (e *Engine) authenticate(ctx context.Context, r *Request, d *Decision) (*Identity, []Header, Reason) {
 	cred, from := credential(r.Headers)
 	if from == 0 {
 		if e.peerRules != nil {
@@ -437,7 +445,7 @@ func (e *Engine) authenticate(ctx context.Context, r *Request) (*Identity, []Hea
 	}
 	switch {
 	case e.keyPrefix != "" && strings.HasPrefix(cred, e.keyPrefix):
-		return e.authenticateKey(ctx, cred)
+		return e.authenticateKey(ctx, cred, d)
 	case looksLikeJWT(cred):
 		return e.authenticateJWT(ctx, cred)
 	case from == fromAPIKeyHeader:
@@ -509,16 +517,24 @@ func (e *Engine) authenticateJWT(ctx context.Context, token string) (*Identity, 
 	return id, set, ""
 }
 
-func (e *Engine) authenticateKey(ctx context.Context, key string) (*Identity, []Header, Reason) {
+// authenticateKey resolves an API key. A revoked or expired key's id and
+// owner go to d (when not nil), never to an Identity.
+func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (*Identity, []Header, Reason) {
 	if e.keys == nil {
 		return nil, nil, ReasonUnknownKey
 	}
 	rec, err := e.keys.Lookup(ctx, key)
 	if err != nil {
-		return nil, nil, keyReason(ctx, err)
+		reason := keyReason(ctx, err)
+		if d != nil && (reason == ReasonExpiredKey || reason == ReasonRevokedKey) {
+			if ke, ok := errors.AsType[*apikeys.KeyError](err); ok {
+				d.KeyID, d.KeyOwner = ke.ID, ke.Owner
+			}
+		}
+		return nil, nil, reason
 	}
-	if d, ok := e.keyIDs.get(rec); ok {
-		return d.id, d.set, ""
+	if c, ok := e.keyIDs.get(rec); ok {
+		return c.id, c.set, ""
 	}
 	id := &Identity{
 		Method:  MethodAPIKey,

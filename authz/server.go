@@ -135,6 +135,17 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 		if id.Issuer != "" {
 			attrs = append(attrs, slog.String("issuer", id.Issuer))
 		}
+	} else if d.KeyID != "" {
+		// A revoked or expired key that was presented: the audit event of
+		// its use, named by the key's public id and owner.
+		event := "expired_on_use"
+		if d.Reason == ReasonRevokedKey {
+			event = "revoked_on_use"
+		}
+		attrs = append(attrs,
+			slog.String("event", event),
+			slog.String("subject", d.KeyOwner),
+			slog.String("key_id", d.KeyID))
 	}
 	if d.Model != "" {
 		attrs = append(attrs, slog.String("model", d.Model))
