@@ -107,18 +107,7 @@ func newStack(t *testing.T, keys apikeys.Config) *stack {
 	}
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(reg))
 
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	client := serveBufconn(t, srv)
 
 	// Wait until the reachable provider has its keys.
 	deadline := time.Now().Add(5 * time.Second)
@@ -132,7 +121,7 @@ func newStack(t *testing.T, keys apikeys.Config) *stack {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &stack{idp: idp, down: "https://down.test", store: store, server: srv, client: authv3.NewAuthorizationClient(conn), logs: logs}
+	return &stack{idp: idp, down: "https://down.test", store: store, server: srv, client: client, logs: logs}
 }
 
 type lockedWriter struct {
@@ -337,4 +326,23 @@ func TestCheck_RedisOutage(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// serveBufconn serves srv's gRPC front end on an in-memory connection for
+// the test's lifetime and returns a client of it.
+func serveBufconn(t *testing.T, srv *authz.Server) authv3.AuthorizationClient {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,9 +16,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/introspect"
@@ -80,19 +76,7 @@ func TestCheck_OpaqueTokenGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(reg))
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
+	client := serveBufconn(t, srv)
 
 	bearer := func(tok string) map[string]string {
 		return map[string]string{"authorization": "Bearer " + tok, "x-auth-subject": "mallory", "x-request-id": "o1"}

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,9 +17,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
@@ -78,19 +74,7 @@ func newDrill(t *testing.T, keys apikeys.Config) *drill {
 	}
 	d.server = authz.NewServer(e, authz.ServerOptions{CheckTimeout: time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(d.reg))
 
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, d.server.GRPC())
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	d.client = authv3.NewAuthorizationClient(conn)
+	d.client = serveBufconn(t, d.server)
 	return d
 }
 

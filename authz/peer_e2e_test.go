@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -18,9 +17,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
@@ -58,19 +54,7 @@ func TestCheck_PeerIdentityGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(reg))
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
+	client := serveBufconn(t, srv)
 
 	secret, rec, err := store.Create(ctx, apikeys.CreateOptions{Owner: "carol", Groups: []string{"eng"}})
 	if err != nil {

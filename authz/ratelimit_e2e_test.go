@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,9 +18,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
@@ -130,19 +126,7 @@ func newLLMServer(t *testing.T, p *llmParts, rc ratelimit.Config) *llmServer {
 	}
 	rm.AddRoutes(e.RateLimitRoutes())
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: 2 * time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(reg))
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &llmServer{client: authv3.NewAuthorizationClient(conn), logs: logs, reg: reg, limiter: lim, http: srv.HTTP()}
+	return &llmServer{client: serveBufconn(t, srv), logs: logs, reg: reg, limiter: lim, http: srv.HTTP()}
 }
 
 // chatRequest is a POST /v1/chat/completions check carrying body as Envoy's
