@@ -23,6 +23,9 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/extauthz/extauthz/jwks"
 )
 
 // The errors of Introspect. Each is wrapped with detail that never holds the
@@ -36,6 +39,14 @@ var (
 	// the client credentials, a non-200 status or a malformed body). The
 	// caller answers 503; it is never an allow.
 	ErrUnavailable = errors.New("introspect: endpoint unavailable")
+	// ErrRateLimited: the miss would exceed max_requests_per_second, so the
+	// endpoint was not asked. Always wrapped together with ErrUnavailable
+	// (503), never an allow.
+	ErrRateLimited = errors.New("introspect: request rate to the endpoint exceeded")
+	// ErrBusy: max_concurrent requests were in flight for longer than the
+	// caller could wait, so the endpoint was not asked. Always wrapped
+	// together with ErrUnavailable (503).
+	ErrBusy = errors.New("introspect: too many requests to the endpoint in flight")
 )
 
 // Result is what an active token's introspection yields. The cache hands the
@@ -66,6 +77,13 @@ type Client struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	cache   *lru.Cache[[32]byte, entry]
+	// negative holds the inactive answers, apart from cache, so that
+	// garbage cannot evict active answers.
+	negative *lru.Cache[[32]byte, entry]
+	// limiter (max_requests_per_second) and slots (max_concurrent) bound
+	// the requests to the endpoint, whoever sends the tokens.
+	limiter *rate.Limiter
+	slots   chan struct{}
 	now     func() time.Time
 
 	secret     atomic.Pointer[string]
@@ -101,7 +119,9 @@ func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
 	if deps.Logger == nil {
 		return nil, errors.New("introspect: a logger is required")
 	}
-	c := &Client{cfg: cfg, logger: deps.Logger, metrics: deps.Metrics, http: deps.HTTPClient, now: time.Now, inflight: map[[32]byte]*call{}}
+	c := &Client{cfg: cfg, logger: deps.Logger, metrics: deps.Metrics, http: deps.HTTPClient, now: time.Now, inflight: map[[32]byte]*call{},
+		limiter: rate.NewLimiter(rate.Limit(cfg.MaxRequestsPerSecond), cfg.MaxRequestsBurst),
+		slots:   make(chan struct{}, cfg.MaxConcurrent)}
 	if c.metrics == nil {
 		c.metrics = NewMetrics(prometheus.NewRegistry())
 	}
@@ -135,6 +155,10 @@ func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("introspect: cache: %w", err)
 	}
+	c.negative, err = lru.New[[32]byte, entry](cfg.NegativeCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("introspect: negative cache: %w", err)
+	}
 	return c, nil
 }
 
@@ -154,20 +178,28 @@ func readSecret(path string) (string, error) {
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Introspect returns the identity of an active token, from the cache or the
-// endpoint. Errors wrap ErrInactive or ErrUnavailable (or the context's
-// error when ctx ends first).
+// endpoint. Errors wrap ErrInactive or ErrUnavailable (with ErrRateLimited,
+// ErrBusy or the context's error when that is why).
+//
+// Whoever sends the tokens, the endpoint sees at most one request per token
+// at a time (concurrent misses share it), none for a token answered inactive
+// within negative_cache_ttl, at most max_concurrent at once and at most
+// max_requests_per_second (with max_requests_burst). A miss beyond those
+// bounds is refused with ErrUnavailable, never sent and never an allow.
 func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) {
 	if token == "" || len(token) > c.cfg.MaxTokenBytes {
 		return nil, fmt.Errorf("%w: empty or longer than max_token_bytes", ErrInactive)
 	}
 	key := sha256.Sum256([]byte(token))
 	now := c.now()
-	if e, ok := c.cache.Get(key); ok {
-		if now.Before(e.until) {
-			c.metrics.hit.Inc()
-			return e.res, e.err
+	for _, cache := range [...]*lru.Cache[[32]byte, entry]{c.cache, c.negative} {
+		if e, ok := cache.Get(key); ok {
+			if now.Before(e.until) {
+				c.metrics.hit.Inc()
+				return e.res, e.err
+			}
+			cache.Remove(key)
 		}
-		c.cache.Remove(key)
 	}
 	c.metrics.miss.Inc()
 
@@ -179,14 +211,19 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) 
 	}
 	c.mu.Unlock()
 	if !shared {
+		if err := c.acquire(ctx); err != nil {
+			// The callers sharing this call are refused with it.
+			cl.err = err
+			c.finish(key, cl)
+			return nil, err
+		}
 		// The request outlives a caller that gives up, so that the callers
-		// sharing it still get the answer; Timeout bounds it.
+		// sharing it still get the answer; Timeout bounds it, and the slot
+		// it holds until then bounds how many such requests pile up.
 		go func() {
+			defer c.release()
 			cl.res, cl.err = c.fetch(context.WithoutCancel(ctx), token, key)
-			c.mu.Lock()
-			delete(c.inflight, key)
-			c.mu.Unlock()
-			close(cl.done)
+			c.finish(key, cl)
 		}()
 	}
 	select {
@@ -195,6 +232,49 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
+}
+
+// finish hands the outcome of cl to the callers sharing it.
+func (c *Client) finish(key [32]byte, cl *call) {
+	c.mu.Lock()
+	delete(c.inflight, key)
+	c.mu.Unlock()
+	close(cl.done)
+}
+
+// acquire takes a request from the rate limit and then a concurrency slot,
+// waiting for the slot at most Timeout (or until ctx ends). It refuses at
+// once when the rate is exceeded: a flood is answered without queueing.
+func (c *Client) acquire(ctx context.Context) error {
+	if !c.limiter.Allow() {
+		c.metrics.rateLimited.Inc()
+		return fmt.Errorf("%w: %w (max_requests_per_second)", ErrUnavailable, ErrRateLimited)
+	}
+	select {
+	case c.slots <- struct{}{}:
+		c.metrics.inFlight.Inc()
+		return nil
+	default:
+	}
+	wait := time.NewTimer(c.cfg.Timeout)
+	defer wait.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		c.metrics.inFlight.Inc()
+		return nil
+	case <-ctx.Done():
+		c.metrics.busy.Inc()
+		return fmt.Errorf("%w: %w (max_concurrent): %w", ErrUnavailable, ErrBusy, ctx.Err())
+	case <-wait.C:
+		c.metrics.busy.Inc()
+		return fmt.Errorf("%w: %w (max_concurrent)", ErrUnavailable, ErrBusy)
+	}
+}
+
+// release frees the slot acquire took.
+func (c *Client) release() {
+	c.metrics.inFlight.Dec()
+	<-c.slots
 }
 
 // fetch asks the endpoint and caches a definite answer.
@@ -215,7 +295,7 @@ func (c *Client) fetch(ctx context.Context, token string, key [32]byte) (*Result
 		c.cache.Add(key, entry{res: res, until: until})
 	case errors.Is(err, ErrInactive):
 		c.metrics.inactive.Inc()
-		c.cache.Add(key, entry{err: err, until: now.Add(c.cfg.NegativeCacheTTL)})
+		c.negative.Add(key, entry{err: err, until: now.Add(c.cfg.NegativeCacheTTL)})
 	default:
 		c.metrics.failed.Inc()
 	}
@@ -308,14 +388,62 @@ func (c *Client) parse(body []byte) (*Result, error) {
 	if len(c.cfg.Audiences) > 0 && !audienceMatches(members["aud"], c.cfg.Audiences) {
 		return nil, fmt.Errorf("%w: audience not accepted", ErrInactive)
 	}
+	if err := accessTokenType(members); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInactive, err)
+	}
 	res.Subject = stringMember(members, c.cfg.SubjectClaim)
 	if res.Subject == "" {
 		return nil, fmt.Errorf("%w: no %s in the response", ErrInactive, c.cfg.SubjectClaim)
+	}
+	// The same rules as a JWT's subject: what is authorized is what the
+	// upstream reads.
+	if err := jwks.ValidSubject(res.Subject); err != nil {
+		return nil, fmt.Errorf("%w: %s %w", ErrInactive, c.cfg.SubjectClaim, err)
 	}
 	res.ClientID = stringMember(members, "client_id")
 	res.Scope = stringMember(members, "scope")
 	res.Groups = groups(members[c.cfg.GroupsClaim], c.cfg.GroupsClaim == "scope")
 	return res, nil
+}
+
+// The members that name a token's type, each with the values (compared
+// case-insensitively) that an access token may carry. A member that is
+// present with any other value, or not as a string, makes the token
+// inactive: a refresh token, ID token or DPoP-bound token that the endpoint
+// answers active must not pass as a bearer access token.
+//   - token_type (RFC 7662, RFC 6749 section 7.1, RFC 8693): Keycloak, Hydra,
+//     Okta answer "Bearer" for access tokens; RFC 9449 answers "DPoP" for a
+//     sender-constrained token, which extauthz cannot check.
+//   - token_use (Ory Hydra, AWS Cognito): "access_token" / "access";
+//     Hydra answers "refresh_token", Cognito "id".
+//   - typ (Keycloak): "Bearer" for access tokens; "Refresh", "Offline",
+//     "ID" otherwise.
+var accessTokenTypes = []struct {
+	member string
+	values []string
+}{
+	{"token_type", []string{"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"}},
+	{"token_use", []string{"access_token", "access"}},
+	{"typ", []string{"bearer", "at+jwt", "application/at+jwt"}},
+}
+
+// accessTokenType refuses a response whose type members say it is not an
+// access token (see accessTokenTypes); absent members are accepted.
+func accessTokenType(members map[string]json.RawMessage) error {
+	for _, t := range accessTokenTypes {
+		raw, ok := members[t.member]
+		if !ok {
+			continue
+		}
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			return fmt.Errorf("%s is not a string", t.member)
+		}
+		if !slices.ContainsFunc(t.values, func(a string) bool { return strings.EqualFold(a, v) }) {
+			return fmt.Errorf("%s is not an access token type", t.member)
+		}
+	}
+	return nil
 }
 
 // parseObject decodes a single JSON object into its members, refusing

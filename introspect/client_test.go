@@ -27,11 +27,13 @@ import (
 type idp struct {
 	srv      *httptest.Server
 	requests atomic.Int64
-	mu       sync.Mutex
-	answers  map[string]string // token -> body
-	status   int               // when set, every answer has this status
-	delay    time.Duration
-	release  chan struct{}
+	// inFlight and maxInFlight count the requests being served at once.
+	inFlight, maxInFlight atomic.Int64
+	mu                    sync.Mutex
+	answers               map[string]string // token -> body
+	status                int               // when set, every answer has this status
+	delay                 time.Duration
+	release               chan struct{}
 }
 
 func newIDP(t *testing.T) *idp {
@@ -44,6 +46,10 @@ func newIDP(t *testing.T) *idp {
 
 func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
+	n := p.inFlight.Add(1)
+	defer p.inFlight.Add(-1)
+	for m := p.maxInFlight.Load(); n > m && !p.maxInFlight.CompareAndSwap(m, n); m = p.maxInFlight.Load() {
+	}
 	p.mu.Lock()
 	status, delay, body := p.status, p.delay, ""
 	p.mu.Unlock()
@@ -351,8 +357,8 @@ func TestMetrics_Lint(t *testing.T) {
 		t.Fatalf("lint: %v %v", err, problems)
 	}
 	n, err := testutil.GatherAndCount(reg)
-	if err != nil || n != 6 {
-		t.Errorf("series = %d (%v), want 6 (every result pre-initialised)", n, err)
+	if err != nil || n != 9 {
+		t.Errorf("series = %d (%v), want 9 (every result pre-initialised)", n, err)
 	}
 }
 
@@ -382,5 +388,229 @@ func BenchmarkClient_IntrospectCached(b *testing.B) {
 		if _, err := c.Introspect(context.Background(), token); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClient_IntrospectResponseRules refuses active answers that an
+// attacker could use to pass another kind of token, or a subject that
+// would be read differently upstream: the same subject rules as for JWTs.
+func TestClient_IntrospectResponseRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		wantErr error
+	}{
+		{"token_type_absent_is_accepted", `{"active":true,"sub":"alice"}`, nil},
+		{"token_type_bearer_is_accepted", `{"active":true,"sub":"alice","token_type":"Bearer"}`, nil},
+		{"token_type_bearer_lower_case_is_accepted", `{"active":true,"sub":"alice","token_type":"bearer"}`, nil},
+		{"token_type_access_token_is_accepted", `{"active":true,"sub":"alice","token_type":"access_token"}`, nil},
+		{"token_type_rfc8693_access_token_is_accepted", `{"active":true,"sub":"alice","token_type":"urn:ietf:params:oauth:token-type:access_token"}`, nil},
+		{"token_use_access_token_is_accepted", `{"active":true,"sub":"alice","token_type":"Bearer","token_use":"access_token"}`, nil},
+		{"token_type_refresh_token_is_inactive", `{"active":true,"sub":"alice","token_type":"refresh_token"}`, ErrInactive},
+		{"token_type_rfc8693_refresh_token_is_inactive", `{"active":true,"sub":"alice","token_type":"urn:ietf:params:oauth:token-type:refresh_token"}`, ErrInactive},
+		{"token_type_id_token_is_inactive", `{"active":true,"sub":"alice","token_type":"id_token"}`, ErrInactive},
+		{"token_type_dpop_is_inactive", `{"active":true,"sub":"alice","token_type":"DPoP"}`, ErrInactive},
+		{"token_type_n_a_is_inactive", `{"active":true,"sub":"alice","token_type":"N_A"}`, ErrInactive},
+		{"token_type_empty_is_inactive", `{"active":true,"sub":"alice","token_type":""}`, ErrInactive},
+		{"token_type_not_a_string_is_inactive", `{"active":true,"sub":"alice","token_type":["Bearer"]}`, ErrInactive},
+		{"token_type_bearer_with_space_is_inactive", `{"active":true,"sub":"alice","token_type":"Bearer "}`, ErrInactive},
+		{"token_use_refresh_token_is_inactive", `{"active":true,"sub":"alice","token_type":"Bearer","token_use":"refresh_token"}`, ErrInactive},
+		{"token_use_id_is_inactive", `{"active":true,"sub":"alice","token_use":"id"}`, ErrInactive},
+		{"keycloak_typ_refresh_is_inactive", `{"active":true,"sub":"alice","typ":"Refresh"}`, ErrInactive},
+		{"keycloak_typ_id_is_inactive", `{"active":true,"sub":"alice","typ":"ID"}`, ErrInactive},
+		{"keycloak_typ_bearer_is_accepted", `{"active":true,"sub":"alice","typ":"Bearer","token_type":"Bearer"}`, nil},
+		{"subject_with_nul_is_inactive", `{"active":true,"sub":"alice\u0000admin"}`, ErrInactive},
+		{"subject_with_newline_is_inactive", `{"active":true,"sub":"alice\nx-auth-roles: admin"}`, ErrInactive},
+		{"subject_with_del_is_inactive", `{"active":true,"sub":"alice\u007f"}`, ErrInactive},
+		{"subject_with_leading_space_is_inactive", `{"active":true,"sub":" alice"}`, ErrInactive},
+		{"subject_with_trailing_space_is_inactive", `{"active":true,"sub":"alice "}`, ErrInactive},
+		{"subject_with_trailing_nbsp_is_inactive", `{"active":true,"sub":"alice\u00a0"}`, ErrInactive},
+		{"subject_only_space_is_inactive", `{"active":true,"sub":" "}`, ErrInactive},
+		{"subject_with_inner_space_is_accepted", `{"active":true,"sub":"alice smith"}`, nil},
+		{"subject_not_a_string_is_inactive", `{"active":true,"sub":42}`, ErrInactive},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "s3cret", nil)
+			f.idp.answer(token, tt.body)
+			got, err := f.client.Introspect(context.Background(), token)
+			if tt.wantErr == nil {
+				if err != nil || got == nil {
+					t.Fatalf("Introspect = %v, %v, want accepted", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Introspect = %v, %v, want %v", got, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestClient_IntrospectFloodOfDistinctTokens sends 300 distinct garbage
+// tokens at once: the endpoint sees at most burst + rate*elapsed requests,
+// the rest are refused with ErrUnavailable (ErrRateLimited) without a
+// request, and none is ever an answer that allows.
+func TestClient_IntrospectFloodOfDistinctTokens(t *testing.T) {
+	const rate, burst = 20, 10
+	// A Timeout long enough that, without the limit, all 300 would reach
+	// the endpoint on a loaded machine.
+	f := newFixture(t, "s3cret", func(c *Config) {
+		c.MaxRequestsPerSecond, c.MaxRequestsBurst, c.Timeout = rate, burst, 2*time.Second
+	})
+	start := time.Now()
+	var wg sync.WaitGroup
+	var inactive, limited, other atomic.Int64
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := f.client.Introspect(context.Background(), fmt.Sprintf("garbage-%d", i))
+			switch {
+			case res != nil || err == nil:
+				t.Errorf("garbage-%d: Introspect = %v, %v, want an error", i, res, err)
+			case errors.Is(err, ErrInactive):
+				inactive.Add(1)
+			case errors.Is(err, ErrRateLimited) && errors.Is(err, ErrUnavailable):
+				limited.Add(1)
+			default:
+				other.Add(1)
+				t.Errorf("garbage-%d: Introspect error = %v, want ErrInactive or ErrRateLimited", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	max := int64(burst + rate*elapsed.Seconds() + 1)
+	if n := f.idp.requests.Load(); n > max {
+		t.Errorf("endpoint requests = %d in %s, want at most %d (burst %d + %d/s)", n, elapsed, max, burst, rate)
+	}
+	if n := f.idp.requests.Load(); inactive.Load() != n {
+		t.Errorf("inactive answers = %d, want one per endpoint request (%d)", inactive.Load(), n)
+	}
+	if got := testutil.ToFloat64(f.client.metrics.rateLimited); got != float64(limited.Load()) || got == 0 {
+		t.Errorf(`throttled_total{reason="rate_limited"} = %v, want %d (> 0)`, got, limited.Load())
+	}
+	// Refused tokens are not cached: once the bucket refills, one is asked.
+	time.Sleep(time.Second / rate * 2)
+	before := f.idp.requests.Load()
+	if _, err := f.client.Introspect(context.Background(), "garbage-fresh"); !errors.Is(err, ErrInactive) {
+		t.Fatalf("after the bucket refilled: Introspect error = %v, want ErrInactive", err)
+	}
+	if n := f.idp.requests.Load() - before; n != 1 {
+		t.Errorf("endpoint requests after refill = %d, want 1", n)
+	}
+}
+
+// TestClient_IntrospectOneTokenManyChecks: 300 concurrent checks of one
+// token (active or inactive) make one request; the inactive one repeated
+// within negative_cache_ttl makes no more.
+func TestClient_IntrospectOneTokenManyChecks(t *testing.T) {
+	for _, tt := range []struct {
+		name, body string
+		wantErr    error
+	}{
+		{"active", `{"active":true,"sub":"alice"}`, nil},
+		{"inactive", `{"active":false}`, ErrInactive},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "s3cret", func(c *Config) {
+				c.MaxRequestsPerSecond, c.MaxRequestsBurst, c.NegativeCacheTTL = 1, 1, time.Minute
+			})
+			f.idp.answer(token, tt.body)
+			f.idp.set(0, 50*time.Millisecond)
+			for range 3 {
+				var wg sync.WaitGroup
+				for range 300 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := f.client.Introspect(context.Background(), token); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+							t.Errorf("Introspect error = %v, want %v", err, tt.wantErr)
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			if n := f.idp.requests.Load(); n != 1 {
+				t.Errorf("endpoint requests = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestClient_IntrospectConcurrencyIsBounded: checks that give up (their
+// deadline ends) leave their request running, detached; however many such
+// checks arrive, at most max_concurrent requests are in flight, and a check
+// that finds no free slot is refused with ErrUnavailable (ErrBusy) without
+// a request.
+func TestClient_IntrospectConcurrencyIsBounded(t *testing.T) {
+	const slots = 4
+	f := newFixture(t, "s3cret", func(c *Config) {
+		c.MaxConcurrent, c.Timeout, c.MaxRequestsPerSecond, c.MaxRequestsBurst = slots, 300*time.Millisecond, 1e6, 1e6
+	})
+	f.idp.set(0, time.Second) // slower than Timeout: every request runs its full 300ms
+	var wg sync.WaitGroup
+	var busy atomic.Int64
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			res, err := f.client.Introspect(ctx, fmt.Sprintf("slow-%d", i))
+			if res != nil || !errors.Is(err, ErrUnavailable) {
+				t.Errorf("slow-%d: Introspect = %v, %v, want ErrUnavailable", i, res, err)
+			}
+			if errors.Is(err, ErrBusy) {
+				busy.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(50 * time.Millisecond) // let the detached requests reach the endpoint
+	if n := f.idp.maxInFlight.Load(); n > slots {
+		t.Errorf("endpoint requests in flight at once = %d, want at most %d", n, slots)
+	}
+	if n := f.idp.requests.Load(); n > slots {
+		t.Errorf("endpoint requests = %d within one Timeout, want at most %d", n, slots)
+	}
+	if got := testutil.ToFloat64(f.client.metrics.busy); got != float64(busy.Load()) || got < 200-slots {
+		t.Errorf(`throttled_total{reason="concurrency_limited"} = %v, want %d (>= %d)`, got, busy.Load(), 200-slots)
+	}
+	// Once the requests end (Timeout), the slots are free again.
+	time.Sleep(400 * time.Millisecond)
+	f.idp.set(0, 0)
+	if _, err := f.client.Introspect(context.Background(), "after"); !errors.Is(err, ErrInactive) {
+		t.Fatalf("after the slots freed: Introspect error = %v, want ErrInactive", err)
+	}
+}
+
+// TestClient_IntrospectGarbageDoesNotEvictActive: inactive answers live in
+// their own bounded cache, so a flood of garbage tokens neither grows memory
+// past negative_cache_size nor evicts the active answers (which would turn
+// every legitimate check into a request, then a refusal).
+func TestClient_IntrospectGarbageDoesNotEvictActive(t *testing.T) {
+	f := newFixture(t, "s3cret", func(c *Config) {
+		c.CacheSize, c.NegativeCacheSize, c.MaxRequestsPerSecond, c.MaxRequestsBurst = 10, 5, 1e6, 1e6
+	})
+	f.idp.answer(token, `{"active":true,"sub":"alice"}`)
+	if _, err := f.client.Introspect(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := f.client.Introspect(context.Background(), fmt.Sprintf("garbage-%d", i)); !errors.Is(err, ErrInactive) {
+			t.Fatalf("garbage-%d: Introspect error = %v, want ErrInactive", i, err)
+		}
+	}
+	before := f.idp.requests.Load()
+	if _, err := f.client.Introspect(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.idp.requests.Load() - before; n != 0 {
+		t.Errorf("endpoint requests for the active token after the flood = %d, want 0 (still cached)", n)
+	}
+	if n := f.client.negative.Len(); n > 5 {
+		t.Errorf("negative cache entries = %d, want at most negative_cache_size 5", n)
 	}
 }

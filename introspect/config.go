@@ -19,6 +19,12 @@ const (
 	DefaultSubjectClaim     = "sub"
 	DefaultGroupsClaim      = "groups"
 	DefaultMaxTokenBytes    = 4096
+	// The bounds on requests to the endpoint: an anonymous flood of
+	// distinct garbage tokens reaches the endpoint at most at this rate.
+	DefaultNegativeCacheSize    = 10000
+	DefaultMaxConcurrent        = 16
+	DefaultMaxRequestsPerSecond = 50
+	DefaultMaxRequestsBurst     = 100
 	// MaxResponseBytes caps an introspection response body.
 	MaxResponseBytes = 64 << 10
 )
@@ -57,6 +63,21 @@ type Config struct {
 	CAFile string `yaml:"ca_file"`
 	// MaxTokenBytes refuses longer tokens before any request (default 4096).
 	MaxTokenBytes int `yaml:"max_token_bytes"`
+	// NegativeCacheSize bounds the number of cached inactive answers
+	// (default 10000, LRU), kept apart from the active answers so that a
+	// flood of garbage tokens cannot evict them.
+	NegativeCacheSize int `yaml:"negative_cache_size"`
+	// MaxConcurrent bounds the requests to the endpoint in flight at once
+	// (default 16); a request outlives the check that started it by up to
+	// Timeout. A check that finds no free slot within Timeout (or its own
+	// deadline) is refused with 503.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxRequestsPerSecond and MaxRequestsBurst are a token bucket on the
+	// requests to the endpoint (cache misses), shared by all callers
+	// (defaults 50/s, burst 100). A miss beyond it is refused with 503 and
+	// never reaches the endpoint.
+	MaxRequestsPerSecond float64 `yaml:"max_requests_per_second"`
+	MaxRequestsBurst     int     `yaml:"max_requests_burst"`
 }
 
 // ApplyDefaults sets every zero field to its default.
@@ -81,6 +102,18 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	if c.NegativeCacheSize == 0 {
+		c.NegativeCacheSize = DefaultNegativeCacheSize
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if c.MaxRequestsPerSecond == 0 {
+		c.MaxRequestsPerSecond = DefaultMaxRequestsPerSecond
+	}
+	if c.MaxRequestsBurst == 0 {
+		c.MaxRequestsBurst = DefaultMaxRequestsBurst
 	}
 }
 
@@ -123,6 +156,18 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTokenBytes < 16 || c.MaxTokenBytes > 64<<10 {
 		add("max_token_bytes: %d must be between 16 and 65536", c.MaxTokenBytes)
+	}
+	if c.NegativeCacheSize < 1 || c.NegativeCacheSize > 10_000_000 {
+		add("negative_cache_size: %d must be between 1 and 10000000", c.NegativeCacheSize)
+	}
+	if c.MaxConcurrent < 1 || c.MaxConcurrent > 4096 {
+		add("max_concurrent: %d must be between 1 and 4096, e.g. 16", c.MaxConcurrent)
+	}
+	if !(c.MaxRequestsPerSecond > 0 && c.MaxRequestsPerSecond <= 1e6) {
+		add("max_requests_per_second: %g must be above 0 and at most 1000000, e.g. 50 (the endpoint is never called faster)", c.MaxRequestsPerSecond)
+	}
+	if c.MaxRequestsBurst < 1 || c.MaxRequestsBurst > 1_000_000 {
+		add("max_requests_burst: %d must be between 1 and 1000000, e.g. 100", c.MaxRequestsBurst)
 	}
 	if c.SubjectClaim == "" {
 		add("subject_claim: must not be empty, e.g. sub")

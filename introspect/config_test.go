@@ -42,6 +42,14 @@ func TestConfig_Validate(t *testing.T) {
 			"introspection.cache_size: -1 must be between 1 and 10000000",
 			"introspection.max_token_bytes: 1 must be between 16 and 65536",
 		}},
+		{"bad_bounds", func(c *Config) {
+			c.NegativeCacheSize, c.MaxConcurrent, c.MaxRequestsPerSecond, c.MaxRequestsBurst = -1, 5000, -1, 0
+		}, []string{
+			"introspection.negative_cache_size: -1 must be between 1 and 10000000",
+			"introspection.max_concurrent: 5000 must be between 1 and 4096, e.g. 16",
+			"introspection.max_requests_per_second: -1 must be above 0 and at most 1000000, e.g. 50 (the endpoint is never called faster)",
+			"introspection.max_requests_burst: 0 must be between 1 and 1000000, e.g. 100",
+		}},
 		{"missing_files", func(c *Config) { c.ClientSecretFile, c.CAFile = "/nonexistent/secret", "/nonexistent/ca.pem" }, []string{
 			"introspection.client_secret_file: cannot be read: no such file or directory",
 			"introspection.ca_file: cannot be read: no such file or directory",
@@ -66,7 +74,8 @@ func TestConfig_Validate(t *testing.T) {
 func TestConfig_ApplyDefaults(t *testing.T) {
 	var c Config
 	c.ApplyDefaults()
-	want := Config{Timeout: 500 * time.Millisecond, CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second, CacheSize: 10000, SubjectClaim: "sub", GroupsClaim: "groups", MaxTokenBytes: 4096}
+	want := Config{Timeout: 500 * time.Millisecond, CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second, CacheSize: 10000, SubjectClaim: "sub", GroupsClaim: "groups", MaxTokenBytes: 4096,
+		NegativeCacheSize: 10000, MaxConcurrent: 16, MaxRequestsPerSecond: 50, MaxRequestsBurst: 100}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)
 	}

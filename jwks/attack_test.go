@@ -264,6 +264,10 @@ func TestVerifier_RefusesHostileTokens(t *testing.T) {
 		{"test issuer with a homoglyph dot is unknown", signBytes(t, rs, hdr(rs), claimsWith(iss, "iss", fmt.Sprintf("%q", strings.Replace(iss, ".", "\u2024", 1)))), ErrUnknownIssuer, ""},
 		{"sub with a NUL is malformed", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice\u0000admin"`)), ErrMalformed, ""},
 		{"sub with DEL is malformed", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice\u007f"`)), ErrMalformed, ""},
+		{"sub with a leading space is malformed", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `" alice"`)), ErrMalformed, ""},
+		{"sub with a trailing space is malformed", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice "`)), ErrMalformed, ""},
+		{"sub with a trailing no-break space is malformed", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice\u00a0"`)), ErrMalformed, ""},
+		{"sub with an inner space is kept verbatim", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice smith"`)), nil, "alice smith"},
 		{"sub with an RTL override is kept verbatim", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"alice\u202enimda"`)), nil, "alice\u202enimda"},
 		{"sub in NFD is kept verbatim (not normalised to NFC)", signBytes(t, rs, hdr(rs), claimsWith(iss, "sub", `"jose\u0301"`)), nil, "jose\u0301"},
 

@@ -133,8 +133,8 @@ func (p *provider) checkClaims(m *jsonValue, now time.Time, leeway time.Duration
 	switch {
 	case sub == "":
 		return nil, fmt.Errorf("%w: subject claim %q must be a non-empty string", ErrMissingClaim, p.subject.full)
-	case hasControl(sub):
-		return nil, fmt.Errorf("%w: subject claim %q contains control characters", ErrMalformed, p.subject.full)
+	case ValidSubject(sub) != nil:
+		return nil, fmt.Errorf("%w: subject claim %q %w", ErrMalformed, p.subject.full, ValidSubject(sub))
 	}
 	groups, err := p.readGroups(m)
 	if err != nil {
