@@ -484,6 +484,10 @@ func opaqueReason(ctx context.Context, err error) Reason {
 	switch {
 	case errors.Is(err, introspect.ErrInactive):
 		return ReasonInactiveToken
+	case errors.Is(err, introspect.ErrRateLimited):
+		return ReasonIntrospectionRateLimited
+	case errors.Is(err, introspect.ErrBusy):
+		return ReasonIntrospectionBusy
 	case ctx.Err() != nil:
 		return ReasonCheckTimeout
 	case errors.Is(err, introspect.ErrUnavailable):
@@ -743,7 +747,7 @@ func methodOfReason(r Reason) AuthMethod {
 	case ReasonMalformedKey, ReasonUnknownKey, ReasonRevokedKey, ReasonExpiredKey,
 		ReasonRedisTimeout, ReasonRedisUnavailable:
 		return MethodAPIKey
-	case ReasonInactiveToken, ReasonIntrospectionUnavailable:
+	case ReasonInactiveToken, ReasonIntrospectionUnavailable, ReasonIntrospectionRateLimited, ReasonIntrospectionBusy:
 		return MethodOpaque
 	}
 	return MethodNone

@@ -144,6 +144,16 @@ const (
 	// trustworthy answer (down, slow, refusing extauthz's credentials,
 	// malformed) (503).
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+
+	// Introspection flood bounds (issue 12, introspect branch).
+	// ReasonIntrospectionRateLimited: the miss would exceed
+	// introspection.max_requests_per_second; the endpoint was not asked
+	// (503).
+	ReasonIntrospectionRateLimited Reason = "introspection_rate_limited"
+	// ReasonIntrospectionBusy: introspection.max_concurrent requests were
+	// in flight for as long as the check could wait; the endpoint was not
+	// asked (503).
+	ReasonIntrospectionBusy Reason = "introspection_busy"
 )
 
 // reasonCodes lists every reason with the code it implies. Deny responses are
@@ -198,6 +208,10 @@ var reasonCodes = map[Reason]Code{
 
 	ReasonInactiveToken:            InvalidToken,
 	ReasonIntrospectionUnavailable: Unavailable,
+
+	// Introspection flood bounds (issue 12, introspect branch).
+	ReasonIntrospectionRateLimited: Unavailable,
+	ReasonIntrospectionBusy:        Unavailable,
 }
 
 // AuthMethod is how the caller authenticated: the `method` metric label and
