@@ -26,6 +26,7 @@ func TestLoad_Introspection(t *testing.T) {
 		Timeout:  200 * time.Millisecond,
 		CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second, CacheSize: 10000,
 		SubjectClaim: "sub", GroupsClaim: "groups", MaxTokenBytes: 4096,
+		NegativeCacheSize: 10000, MaxConcurrent: 16, MaxRequestsPerSecond: 50, MaxRequestsBurst: 100,
 	}
 	if diff := cmp.Diff(want, cfg.Introspection); diff != "" {
 		t.Errorf("introspection mismatch (-want +got):\n%s", diff)
@@ -49,6 +50,7 @@ func TestLoad_IntrospectionMistakes(t *testing.T) {
 			"introspection.client_id: must be set: the client extauthz authenticates as at the endpoint",
 			"introspection.client_secret_file: cannot be read: no such file or directory",
 			"introspection.cache_size: -5 must be between 1 and 10000000",
+			"introspection.max_requests_per_second: -1 must be above 0 and at most 1000000, e.g. 50 (the endpoint is never called faster)",
 			"introspection.timeout: 1s must be below server.check_timeout (300ms), or a slow endpoint turns every uncached check into a timeout: e.g. 200ms with check_timeout 300ms",
 		}},
 		{"introspection_inline_secret.yaml", []string{
