@@ -64,7 +64,7 @@ func TestCheck_OpaqueFloodIsBounded(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: make(chan struct{}, 1), w: logs}, nil))
 	ic, err := introspect.New(ctx, introspect.Config{
 		Endpoint: idp.URL + "/oauth2/introspect", ClientID: "extauthz", ClientSecretFile: secretFile, Timeout: time.Second,
-		MaxRequestsPerSecond: rate, MaxRequestsBurst: burst, MaxConcurrent: 4,
+		MaxRequestsPerSecond: rate, MaxRequestsBurst: burst, MaxConcurrent: 32, // no busy refusals here: only the rate bound
 	}, introspect.Deps{Logger: logger, Metrics: introspect.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
