@@ -64,7 +64,7 @@ func publicEngine(t *testing.T, name, prefix string) *Engine {
 }
 
 // TestServer_CheckSeesOneGeneration: a reload publishes the Engine and the
-// server settings (check_timeout, allow_log_sample_rate, http_path_prefix)
+// server settings (check_timeout, http_path_prefix, log.allow_sample_rate)
 // together, and one check reads them once, so it never sees the settings of
 // one configuration with the Engine of another. Two generations, swapped
 // back and forth while checks run, are each consistent only with
