@@ -223,7 +223,10 @@ func newInProcessServer(t *testing.T, path string) *server {
 	s.cur.Store(p)
 	s.authz = authz.NewServer(p.engine, cfg.ServerOptions(), logger, m.authz)
 	s.state.Store(&readiness{Checks: map[string]string{}})
-	t.Cleanup(func() { s.cur.Load().close() })
+	t.Cleanup(func() {
+		s.closeRetired()
+		s.cur.Load().close()
+	})
 	return s
 }
 
@@ -310,7 +313,7 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 				if tt.instances(t) < 0 {
 					return
 				}
-				deadline := time.Now().Add(2 * time.Second)
+				deadline := time.Now().Add(3 * time.Second)
 				for got := tt.instances(t); got != want; got = tt.instances(t) {
 					if time.Now().After(deadline) {
 						t.Fatalf("%d running instances, want %d", got, want)
@@ -320,8 +323,16 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 			}
 			wantClosed := func(part any, want bool) {
 				t.Helper()
-				if tt.closed != nil && tt.closed(part) != want {
-					t.Fatalf("part closed = %v, want %v", !want, want)
+				if tt.closed == nil {
+					return
+				}
+				// A replaced generation is closed after its drain.
+				deadline := time.Now().Add(3 * time.Second)
+				for tt.closed(part) != want {
+					if !want || time.Now().After(deadline) {
+						t.Fatalf("part closed = %v, want %v", !want, want)
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 			first := tt.part(s.cur.Load())
@@ -359,13 +370,16 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 			wantClosed(other, true)
 			wantClosed(first, false)
 
-			// The reload that changes the section stops the old part: its
-			// last generation is gone.
+			// The reload that changes the section stops the old part once
+			// its last generation is gone: after the drain of the replaced
+			// generation, during which checks that started on it finish on
+			// running parts.
 			s.reload("test")
 			second := tt.part(s.cur.Load())
 			if second == first {
 				t.Fatal("a reload that changed the section kept the part")
 			}
+			wantClosed(first, false)
 			wantInstances(1)
 			wantClosed(first, true)
 			wantClosed(second, false)

@@ -312,6 +312,45 @@ type server struct {
 	cur      atomic.Pointer[parts]
 	stopping atomic.Bool
 	state    atomic.Pointer[readiness]
+	// retiring are the generations a reload replaced, until the checks
+	// that may still run on them have ended (see retire).
+	retireMu sync.Mutex
+	retiring map[*parts]*time.Timer
+}
+
+// retireDrain is how long a replaced generation stays open after its
+// check_timeout: a check that started on it (bounded by check_timeout, as
+// are its Redis and introspection calls) ends on parts that still run.
+const retireDrain = time.Second
+
+// retire closes p, a generation a reload replaced, once the checks that may
+// still run on it have ended. Parts the new generation reuses keep running
+// under its hold either way.
+func (s *server) retire(p *parts) {
+	s.retireMu.Lock()
+	defer s.retireMu.Unlock()
+	if s.retiring == nil {
+		s.retiring = map[*parts]*time.Timer{}
+	}
+	s.retiring[p] = time.AfterFunc(p.cfg.Server.CheckTimeout+retireDrain, func() {
+		s.retireMu.Lock()
+		delete(s.retiring, p)
+		s.retireMu.Unlock()
+		p.close()
+	})
+}
+
+// closeRetired closes at once the replaced generations still draining (on
+// shutdown, once no check runs any more).
+func (s *server) closeRetired() {
+	s.retireMu.Lock()
+	ps := s.retiring
+	s.retiring = nil
+	s.retireMu.Unlock()
+	for p, t := range ps {
+		t.Stop()
+		p.close()
+	}
 }
 
 type readiness struct {
@@ -554,6 +593,7 @@ loop:
 	if as != nil {
 		_ = as.Shutdown(stopCtx)
 	}
+	s.closeRetired()
 	s.cur.Load().close()
 	logger.Info("stopped")
 	return serveErr
@@ -590,9 +630,10 @@ func (s *server) reload(trigger string) {
 	s.cur.Store(next)
 	s.authz.Swap(next.engine, cfg.ServerOptions())
 	s.level.Set(parseLevel(cfg.Log.Level))
-	// The previous generation lets go of its parts: those next reuses keep
-	// running under next's hold, the others stop.
-	cur.close()
+	// The previous generation lets go of its parts once the checks still
+	// running on it have ended: those next reuses keep running under next's
+	// hold, the others stop.
+	s.retire(cur)
 	for _, w := range cfg.Warnings() {
 		s.logger.Warn("config warning", "warning", w)
 	}
