@@ -57,6 +57,7 @@ func (s *Server) GRPC() *GRPC {
 // failure_mode_allow never decides. The response may be shared with other
 // checks: it must not be modified.
 func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	gen := g.s.gen.Load() // one generation for the whole check
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	headers := h.GetHeaders()
@@ -76,14 +77,14 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 	// else the string field body. Copied only when some route reads it.
 	if raw := h.GetRawBody(); len(raw) > 0 {
 		r.Body = raw
-	} else if b := h.GetBody(); b != "" && g.s.Engine().NeedsBody() {
+	} else if b := h.GetBody(); b != "" && gen.engine.NeedsBody() {
 		r.Body = []byte(b)
 	}
 	requestID := headers["x-request-id"]
 	if requestID == "" {
 		requestID = h.GetId()
 	}
-	d := g.s.decide(ctx, TransportGRPC, &r, requestID)
+	d := g.s.decideOn(ctx, gen, TransportGRPC, &r, requestID)
 	if d.Code != Allowed {
 		return g.s.deny.forDecision(&d, true).grpc, nil
 	}

@@ -27,6 +27,7 @@ func (s *Server) HTTP() http.Handler { return httpHandler{s} }
 type httpHandler struct{ s *Server }
 
 func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+	g := h.s.gen.Load() // one generation for the whole check
 	headers := make(map[string]string, len(hr.Header))
 	for k, vs := range hr.Header {
 		if len(vs) == 0 {
@@ -44,7 +45,7 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	r.Path = firstNonEmpty(headers["x-forwarded-uri"], headers["x-original-uri"])
 	if r.Path == "" {
 		r.Path = hr.URL.RequestURI()
-		if p := h.s.settings.Load().pathPrefix; p != "" && hasPathPrefix(hr.URL.Path, p) {
+		if p := g.pathPrefix; p != "" && hasPathPrefix(hr.URL.Path, p) {
 			r.Path = strings.TrimPrefix(r.Path, p)
 			if r.Path == "" || r.Path[0] != '/' {
 				r.Path = "/" + r.Path
@@ -54,7 +55,7 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	// The body (Envoy http_service with_request_body), only when some
 	// route reads it, and at most one byte more than the LLM policy
 	// parses, so that a larger body is refused as too large.
-	if e := h.s.Engine(); e.NeedsBody() && hr.Body != nil && hr.Body != http.NoBody {
+	if e := g.engine; e.NeedsBody() && hr.Body != nil && hr.Body != http.NoBody {
 		var buf bytes.Buffer
 		if _, err := buf.ReadFrom(io.LimitReader(hr.Body, int64(e.LLMMaxBodyBytes())+1)); err == nil {
 			r.Body = buf.Bytes()
@@ -72,7 +73,7 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	delete(headers, "x-original-method")
 	delete(headers, "x-original-uri")
 
-	d := h.s.decide(hr.Context(), TransportHTTP, &r, headers["x-request-id"])
+	d := h.s.decideOn(hr.Context(), g, TransportHTTP, &r, headers["x-request-id"])
 	out := w.Header()
 	if d.Code == Allowed {
 		for _, x := range d.Set {

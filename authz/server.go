@@ -35,15 +35,22 @@ type serverSettings struct {
 	pathPrefix string
 }
 
+// generation is an Engine with the settings of the same configuration. It
+// is published as one pointer and a check loads it once, so no check sees
+// the settings of one reload with the Engine of another.
+type generation struct {
+	engine *Engine
+	serverSettings
+}
+
 // Server answers checks with the current Engine over gRPC (Check) and HTTP
 // (ServeHTTP). Swap replaces the Engine atomically: checks in flight finish
 // on the Engine they started with.
 type Server struct {
-	engine   atomic.Pointer[Engine]
-	settings atomic.Pointer[serverSettings]
-	logger   *slog.Logger
-	metrics  *Metrics
-	deny     *denials
+	gen     atomic.Pointer[generation]
+	logger  *slog.Logger
+	metrics *Metrics
+	deny    *denials
 }
 
 // NewServer returns a Server answering with e.
@@ -53,43 +60,47 @@ func NewServer(e *Engine, opts ServerOptions, logger *slog.Logger, m *Metrics) *
 	return s
 }
 
-// Swap makes e (and opts) answer every check that starts from now on.
+// Swap makes e and opts, together, answer every check that starts from now
+// on.
 func (s *Server) Swap(e *Engine, opts ServerOptions) {
-	st := &serverSettings{
+	g := &generation{engine: e, serverSettings: serverSettings{
 		timeout:    opts.CheckTimeout,
 		sample:     opts.AllowSampleRate,
 		pathPrefix: strings.TrimSuffix(opts.HTTPPathPrefix, "/"),
+	}}
+	if g.timeout <= 0 {
+		g.timeout = DefaultCheckTimeout
 	}
-	if st.timeout <= 0 {
-		st.timeout = DefaultCheckTimeout
+	if g.sample < 0 || g.sample > 1 {
+		g.sample = 1
 	}
-	if st.sample < 0 || st.sample > 1 {
-		st.sample = 1
-	}
-	s.settings.Store(st)
-	s.engine.Store(e)
+	s.gen.Store(g)
 }
 
 // Engine returns the Engine currently answering.
-func (s *Server) Engine() *Engine { return s.engine.Load() }
+func (s *Server) Engine() *Engine { return s.gen.Load().engine }
 
-// decide runs one check under the check timeout, turning a panic into a
-// fail-closed denial, and records its metrics and log line.
+// decide runs one check on the current generation.
 func (s *Server) decide(ctx context.Context, t Transport, r *Request, requestID string) Decision {
+	return s.decideOn(ctx, s.gen.Load(), t, r, requestID)
+}
+
+// decideOn runs one check on generation g under its check timeout, turning
+// a panic into a fail-closed denial, and records its metrics and log line.
+func (s *Server) decideOn(ctx context.Context, g *generation, t Transport, r *Request, requestID string) Decision {
 	start := time.Now()
-	st := s.settings.Load()
-	cc := &checkContext{Context: ctx, deadline: start.Add(st.timeout)}
-	d := s.safeDecide(cc, r)
+	cc := &checkContext{Context: ctx, deadline: start.Add(g.timeout)}
+	d := s.safeDecide(cc, g.engine, r)
 	cc.release()
 	elapsed := time.Since(start)
 	s.metrics.observe(t, d.Method, d.Code, elapsed.Seconds())
-	if d.Code != Allowed || st.sample >= 1 || (st.sample > 0 && rand.Float64() < st.sample) {
+	if d.Code != Allowed || g.sample >= 1 || (g.sample > 0 && rand.Float64() < g.sample) {
 		s.logDecision(t, r, requestID, &d, elapsed)
 	}
 	return d
 }
 
-func (s *Server) safeDecide(ctx context.Context, r *Request) (d Decision) {
+func (s *Server) safeDecide(ctx context.Context, e *Engine, r *Request) (d Decision) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.LogAttrs(context.Background(), slog.LevelError, "panic in decision, denied",
@@ -97,7 +108,7 @@ func (s *Server) safeDecide(ctx context.Context, r *Request) (d Decision) {
 			d = Decision{Code: Unavailable, Reason: ReasonInternalError}
 		}
 	}()
-	return s.engine.Load().Decide(ctx, r)
+	return e.Decide(ctx, r)
 }
 
 // logDecision writes the one audit line of a decision. It never logs a

@@ -159,6 +159,13 @@ func jitter(d time.Duration) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/10+1))
 }
 
+// stopped reports whether the refresh goroutine has ended.
+func (p *provider) stopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 func (p *provider) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

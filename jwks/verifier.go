@@ -77,8 +77,11 @@ func defaultOptions() *options {
 const defaultUnknownKIDPeriod = 10 * time.Second
 
 // New builds a Verifier for cfg (after applying provider defaults and
-// validating it) and starts one refresh goroutine per provider, bound to ctx
-// and stopped by Close.
+// validating it) and starts one refresh goroutine per provider. ctx bounds
+// the construction only: the refresh goroutines belong to the Verifier and
+// run until Close, whatever becomes of ctx, so a Verifier shared by several
+// configuration generations keeps its keys fresh after the generation that
+// built it is gone.
 //
 // New fetches every provider's keys once, in parallel, and waits for those
 // first attempts at most fetch_timeout (twice that for discovery), so a new
@@ -144,7 +147,9 @@ func newVerifier(ctx context.Context, cfg Config, deps Deps, o *options) (*Verif
 		}
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
+	// The refresh goroutines' lifetime is the Verifier's own: only Close
+	// stops them (ctx keeps its values, not its cancellation).
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	v.cancel = cancel
 	var first sync.WaitGroup
 	wait := time.Duration(0)
@@ -255,10 +260,12 @@ func (v *Verifier) newProvider(ctx context.Context, pc ProviderConfig, client *h
 	return p, nil
 }
 
-// Ready reports whether every provider has loaded at least one key.
+// Ready reports whether every provider has loaded at least one key and is
+// still refreshing its keys (false after Close: keys that can no longer
+// change must not look ready).
 func (v *Verifier) Ready() bool {
 	for _, p := range v.providers {
-		if p.keys.Load() == nil {
+		if p.keys.Load() == nil || p.stopped() {
 			return false
 		}
 	}

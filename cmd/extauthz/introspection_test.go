@@ -72,7 +72,6 @@ routes:
 	if p2.intro != p1.intro {
 		t.Error("an unchanged introspection section built a new client")
 	}
-	p1.handOver(p2)
 	p1.close()
 	p3, err := build(parse("30s"), p2, logger, m)
 	if err != nil {
@@ -81,7 +80,6 @@ routes:
 	if p3.intro == p2.intro {
 		t.Error("a changed introspection section kept the old client")
 	}
-	p2.handOver(p3)
 	p2.close()
 	if d := decide(p3, "opaque-alice"); d.Code != authz.Allowed {
 		t.Errorf("after reload: %v (%s), want allowed", d.Code, d.Reason)

@@ -121,7 +121,14 @@ func TestServe_RateLimitsSurviveReload(t *testing.T) {
 	if _, st := check(t, authz, models); st != 429 {
 		t.Errorf("after the connection reload: status %d, want 429 (the counter lives in Redis)", st)
 	}
+	// The replaced generation is closed after its drain (check_timeout
+	// plus a second), then its Limiter's connections.
+	deadline := time.Now().Add(5 * time.Second)
 	after := rateLimiterConns(t, redis)
+	for slices.ContainsFunc(before, func(id string) bool { return slices.Contains(after, id) }) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		after = rateLimiterConns(t, redis)
+	}
 	for _, id := range before {
 		if slices.Contains(after, id) {
 			t.Errorf("connection %s of the replaced Limiter is still open (after: %v)", id, after)

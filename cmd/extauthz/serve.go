@@ -83,20 +83,67 @@ func newMetrics() *metrics {
 	}
 }
 
-// parts are what one configuration builds.
+// parts are what one configuration builds: a generation. The engine is the
+// generation's own; the verifier, key store, rate limiter and introspection
+// client are long-lived parts shared with the generations before and after
+// it whose configuration section is the same. Each long-lived part has its
+// own lifetime (see lifetime): it is never bound to the context or the life
+// of the generation that built it, every generation using it holds a
+// reference, and it stops when the last of them is closed.
 type parts struct {
 	cfg      *config.Config
 	verifier *jwks.Verifier // nil without providers
 	store    *apikeys.Store
 	limiter  *ratelimit.Limiter // nil without rate limits
 	engine   *authz.Engine
-	cancel   context.CancelFunc // stops the verifier's and store's goroutines
-	ownsJWKS bool
-	ownsKeys bool
-	ownsRL   bool
 	// intro validates opaque tokens (nil without an introspection section).
-	intro     *introspect.Client
-	ownsIntro bool
+	intro *introspect.Client
+	// held are the lifetimes of the long-lived parts above (nil for an
+	// absent part); this generation holds one reference on each.
+	held      [numShared]*lifetime
+	closeOnce sync.Once
+}
+
+// The long-lived parts, indexes of parts.held.
+const (
+	sharedJWKS = iota
+	sharedKeys
+	sharedLimiter
+	sharedIntro
+	numShared
+)
+
+// lifetime is the life of one long-lived part: the number of generations
+// holding it, and how to stop it when none is left.
+type lifetime struct {
+	refs atomic.Int64
+	stop func()
+}
+
+// newLifetime returns the lifetime of a new part, held by one generation.
+func newLifetime(stop func()) *lifetime {
+	l := &lifetime{stop: stop}
+	l.refs.Store(1)
+	return l
+}
+
+// acquire adds a generation holding the part. Only a holder may call it,
+// so the part is never stopped at that moment.
+func (l *lifetime) acquire() *lifetime {
+	if l.refs.Add(1) <= 1 {
+		panic("extauthz: acquire of a stopped part")
+	}
+	return l
+}
+
+// release drops a generation's hold and stops the part when it was the last.
+func (l *lifetime) release() {
+	switch n := l.refs.Add(-1); {
+	case n == 0:
+		l.stop()
+	case n < 0:
+		panic("extauthz: release of a stopped part")
+	}
 }
 
 // limiterSettings is the part of the configuration a Limiter is built from:
@@ -112,53 +159,59 @@ func limiterSettingsOf(rc *ratelimit.Config) limiterSettings {
 	return limiterSettings{Redis: rc.Redis, OnError: rc.OnError, Timeout: rc.Timeout}
 }
 
-// build makes the parts for cfg, reusing the verifier, key store and rate
-// limiter of prev when their configuration did not change (so a reload
-// neither refetches every JWKS, drops the embedded store's keys, nor
-// reconnects to the rate-limit Redis).
+// build makes the parts for cfg, reusing the verifier, key store, rate
+// limiter and introspection client of prev when their configuration did
+// not change (so a reload neither refetches every JWKS, drops the embedded
+// store's keys, nor reconnects to the rate-limit Redis). A reused part gets
+// one more holder; prev keeps its own hold until it is closed.
 func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*parts, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &parts{cfg: cfg, cancel: cancel}
+	// ctx bounds the construction only: no part's goroutines run under it.
+	ctx := context.Background()
+	p := &parts{cfg: cfg}
 	fail := func(err error) (*parts, error) {
 		p.close()
 		return nil, err
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.JWT, cfg.JWT) {
 		p.verifier = prev.verifier
+		p.reuse(prev, sharedJWKS)
 	} else if len(cfg.JWT.Providers) > 0 {
 		v, err := jwks.New(ctx, cfg.JWT, jwks.Deps{Logger: logger.With("component", "jwks"), Metrics: m.jwks})
 		if err != nil {
 			return fail(fmt.Errorf("jwt: %w", err))
 		}
-		p.verifier, p.ownsJWKS = v, true
+		p.verifier, p.held[sharedJWKS] = v, newLifetime(v.Close)
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.APIKeys, cfg.APIKeys) {
 		p.store = prev.store
+		p.reuse(prev, sharedKeys)
 	} else {
 		s, err := apikeys.New(ctx, cfg.APIKeys, apikeys.Deps{Logger: logger.With("component", "apikeys"), Metrics: m.apikeys, Password: os.Getenv("REDIS_PASSWORD")})
 		if err != nil {
 			return fail(fmt.Errorf("api_keys: %w", err))
 		}
-		p.store, p.ownsKeys = s, true
+		p.store, p.held[sharedKeys] = s, newLifetime(func() { _ = s.Close() })
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.Introspection, cfg.Introspection) {
 		p.intro = prev.intro
+		p.reuse(prev, sharedIntro)
 	} else if cfg.Introspection != nil {
 		c, err := introspect.New(ctx, *cfg.Introspection, introspect.Deps{Logger: logger.With("component", "introspect"), Metrics: m.intro})
 		if err != nil {
 			return fail(fmt.Errorf("introspection: %w", err))
 		}
-		p.intro, p.ownsIntro = c, true
+		p.intro, p.held[sharedIntro] = c, newLifetime(c.Close)
 	}
 	if rc := cfg.RateLimitConfig(); rc != nil {
 		if prev != nil && prev.limiter != nil && reflect.DeepEqual(limiterSettingsOf(prev.cfg.RateLimitConfig()), limiterSettingsOf(rc)) {
 			p.limiter = prev.limiter
+			p.reuse(prev, sharedLimiter)
 		} else {
 			l, err := ratelimit.New(ctx, *rc, ratelimit.Deps{Logger: logger, Metrics: m.ratelimit, Password: os.Getenv("REDIS_PASSWORD")})
 			if err != nil {
 				return fail(fmt.Errorf("rate_limits: %w", err))
 			}
-			p.limiter, p.ownsRL = l, true
+			p.limiter, p.held[sharedLimiter] = l, newLifetime(func() { _ = l.Close() })
 		}
 	}
 	mapper, err := rolemap.New(cfg.RoleMapping, cfg.Roles)
@@ -184,39 +237,23 @@ func build(cfg *config.Config, prev *parts, logger *slog.Logger, m *metrics) (*p
 	return p, nil
 }
 
-// close stops what these parts own (not what they borrowed from a previous
-// generation).
-func (p *parts) close() {
-	if p.ownsJWKS && p.verifier != nil {
-		p.verifier.Close()
+// reuse makes p a holder of prev's long-lived part i (if prev has one).
+func (p *parts) reuse(prev *parts, i int) {
+	if l := prev.held[i]; l != nil {
+		p.held[i] = l.acquire()
 	}
-	if p.ownsKeys && p.store != nil {
-		_ = p.store.Close()
-	}
-	if p.ownsRL && p.limiter != nil {
-		_ = p.limiter.Close()
-	}
-	if p.ownsIntro && p.intro != nil {
-		p.intro.Close()
-	}
-	p.cancel()
 }
 
-// handOver marks the parts next reuses as no longer owned by p, so closing p
-// leaves them running.
-func (p *parts) handOver(next *parts) {
-	if next.verifier == p.verifier {
-		p.ownsJWKS, next.ownsJWKS = false, p.ownsJWKS || next.ownsJWKS
-	}
-	if next.store == p.store {
-		p.ownsKeys, next.ownsKeys = false, p.ownsKeys || next.ownsKeys
-	}
-	if next.limiter != nil && next.limiter == p.limiter {
-		p.ownsRL, next.ownsRL = false, p.ownsRL || next.ownsRL
-	}
-	if next.intro != nil && next.intro == p.intro {
-		p.ownsIntro, next.ownsIntro = false, p.ownsIntro || next.ownsIntro
-	}
+// close ends this generation: it releases its hold on each long-lived part,
+// stopping those no other generation holds. It is idempotent.
+func (p *parts) close() {
+	p.closeOnce.Do(func() {
+		for _, l := range p.held {
+			if l != nil {
+				l.release()
+			}
+		}
+	})
 }
 
 // ready reports whether the parts can answer. serving is what gRPC health
@@ -234,7 +271,7 @@ func (p *parts) ready(ctx context.Context) (serving, ready bool, detail map[stri
 		if p.verifier.Ready() {
 			detail["jwks"] = "ok"
 		} else {
-			detail["jwks"] = "not every JWKS has loaded a key yet"
+			detail["jwks"] = "not every JWKS has loaded a key yet, or key refresh has stopped"
 			serving = false
 		}
 	}
@@ -275,6 +312,45 @@ type server struct {
 	cur      atomic.Pointer[parts]
 	stopping atomic.Bool
 	state    atomic.Pointer[readiness]
+	// retiring are the generations a reload replaced, until the checks
+	// that may still run on them have ended (see retire).
+	retireMu sync.Mutex
+	retiring map[*parts]*time.Timer
+}
+
+// retireDrain is how long a replaced generation stays open after its
+// check_timeout: a check that started on it (bounded by check_timeout, as
+// are its Redis and introspection calls) ends on parts that still run.
+const retireDrain = time.Second
+
+// retire closes p, a generation a reload replaced, once the checks that may
+// still run on it have ended. Parts the new generation reuses keep running
+// under its hold either way.
+func (s *server) retire(p *parts) {
+	s.retireMu.Lock()
+	defer s.retireMu.Unlock()
+	if s.retiring == nil {
+		s.retiring = map[*parts]*time.Timer{}
+	}
+	s.retiring[p] = time.AfterFunc(p.cfg.Server.CheckTimeout+retireDrain, func() {
+		s.retireMu.Lock()
+		delete(s.retiring, p)
+		s.retireMu.Unlock()
+		p.close()
+	})
+}
+
+// closeRetired closes at once the replaced generations still draining (on
+// shutdown, once no check runs any more).
+func (s *server) closeRetired() {
+	s.retireMu.Lock()
+	ps := s.retiring
+	s.retiring = nil
+	s.retireMu.Unlock()
+	for p, t := range ps {
+		t.Stop()
+		p.close()
+	}
 }
 
 type readiness struct {
@@ -517,6 +593,7 @@ loop:
 	if as != nil {
 		_ = as.Shutdown(stopCtx)
 	}
+	s.closeRetired()
 	s.cur.Load().close()
 	logger.Info("stopped")
 	return serveErr
@@ -550,11 +627,13 @@ func (s *server) reload(trigger string) {
 		s.logger.Error("config reload failed, keeping the running config", "trigger", trigger, "err", err)
 		return
 	}
-	cur.handOver(next)
 	s.cur.Store(next)
 	s.authz.Swap(next.engine, cfg.ServerOptions())
 	s.level.Set(parseLevel(cfg.Log.Level))
-	cur.close()
+	// The previous generation lets go of its parts once the checks still
+	// running on it have ended: those next reuses keep running under next's
+	// hold, the others stop.
+	s.retire(cur)
 	for _, w := range cfg.Warnings() {
 		s.logger.Warn("config warning", "warning", w)
 	}
