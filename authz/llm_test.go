@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -438,6 +439,94 @@ func FuzzLLMBody(f *testing.F) {
 				t.Fatalf("tool %q listed twice", tool)
 			}
 			seen[tool] = true
+		}
+	})
+}
+
+// goChatRequest is how a Go upstream such as Ollama reads a body: struct
+// fields without tags, so encoding/json matches keys exactly or
+// case-insensitively (Unicode simple folding), the last match winning.
+type goChatRequest struct {
+	Model string
+	Tools []struct {
+		Type     string
+		Name     string
+		Function *struct{ Name string }
+		Custom   *struct{ Name string }
+	}
+	Functions []struct{ Name string }
+}
+
+// FuzzLLMBodyDifferential: for every body extauthz accepts, encoding/json
+// decoding into a struct (goChatRequest) succeeds and reads the same model
+// and the same set of tool names (named as extauthz names them: function,
+// name or custom, else a built-in tool's type). A body where they differ is
+// a body on which the upstream runs something extauthz did not check.
+func FuzzLLMBodyDifferential(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"llama-3.1-8b-instruct","Model":"mistral-7b-instruct"}`,
+		`{"Model":"mistral-7b-instruct","model":"llama-3.1-8b-instruct"}`,
+		`{"model":"llama","\u004dodel":"mistral"}`,
+		`{"model":"m","tools":[],"Tools":[{"type":"function","function":{"name":"run_shell"}}]}`,
+		`{"model":"m","toolſ":[{"type":"function","function":{"name":"run_shell"}}]}`,
+		`{"model":"m","Functions":[{"name":"run_shell"}]}`,
+		`{"model":"m","functions":[{"name":"search_docs","NAME":"run_shell"}]}`,
+		`{"model":"m","tools":[{"type":"function","function":{"name":"search_docs","Name":"run_shell"}}]}`,
+		`{"model":"m","tools":[{"type":"function","function":{"name":"a"},"Function":{"name":"b"}}]}`,
+		`{"model":"m","tools":[{"type":"web_search_preview"},{"type":"function","name":"calc"},{"type":"custom","custom":{"name":"sql"}}]}`,
+		`{"model":"m","tools":[{"TYPE":"code_interpreter"}]}`,
+		`{"model":"m","tools":[{"type":"custom","cuſtom":{"name":"x"}}]}`,
+		`{"mo\u0064el":"m","tool\u017f":null,"\u212a":1}`,
+		`{"model":null,"tools":null,"functions":null,"tool_choice":"auto","Tool_Choice":{"name":"x"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ParseLLMRequest(LLMInput{Body: body, ContentType: jsonCT}, LLMLimits{MaxBytes: 1 << 16})
+		if err != nil || len(body) == 0 {
+			return
+		}
+		var g goChatRequest
+		if err := json.Unmarshal(body, &g); err != nil {
+			t.Fatalf("extauthz accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		if g.Model != req.Model {
+			t.Fatalf("body %q: extauthz reads model %q, encoding/json %q", body, req.Model, g.Model)
+		}
+		var goTools []string
+		for _, tool := range g.Tools {
+			var fn, custom string
+			if tool.Function != nil {
+				fn = tool.Function.Name
+			}
+			if tool.Custom != nil {
+				custom = tool.Custom.Name
+			}
+			name := ""
+			for _, n := range []string{fn, tool.Name, custom} {
+				if n != "" && name == "" {
+					name = n
+				} else if n != "" && n != name {
+					t.Fatalf("body %q: extauthz accepted a tool with two names", body)
+				}
+			}
+			if name == "" {
+				name = tool.Type
+			}
+			goTools = append(goTools, name)
+		}
+		for _, fn := range g.Functions {
+			goTools = append(goTools, fn.Name)
+		}
+		slices.Sort(goTools)
+		goTools = slices.Compact(goTools)
+		got := slices.Sorted(slices.Values(req.Tools))
+		if len(goTools) == 0 {
+			goTools = nil
+		}
+		if !slices.Equal(got, goTools) {
+			t.Fatalf("body %q: extauthz reads tools %q, encoding/json %q", body, got, goTools)
 		}
 	})
 }
