@@ -20,6 +20,9 @@ type Route struct {
 	// ModelHeader names a request header that may carry the requested model
 	// (read only with require.model; see LLMRoute).
 	ModelHeader string `yaml:"model_header"`
+	// ModelHeaderSetBy names the proxy that sets ModelHeader on every
+	// request, overwriting what the client sent; required with ModelHeader.
+	ModelHeaderSetBy string `yaml:"model_header_set_by"`
 	// RateLimit is the route's own rate limit (see ratelimit.RouteLimit);
 	// nil means rate_limits applies as configured.
 	RateLimit *ratelimit.RouteLimit `yaml:"rate_limit"`
@@ -28,7 +31,7 @@ type Route struct {
 // LLM returns the route's LLM policy: require.model, require.tools and
 // model_header.
 func (r Route) LLM() LLMRoute {
-	return LLMRoute{RequireModel: r.Require.Model, RequireTools: r.Require.Tools, ModelHeader: r.ModelHeader}
+	return LLMRoute{RequireModel: r.Require.Model, RequireTools: r.Require.Tools, ModelHeader: r.ModelHeader, ModelHeaderSetBy: r.ModelHeaderSetBy}
 }
 
 // Match selects requests. Every field that is set must fit; an empty Match

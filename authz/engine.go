@@ -66,6 +66,11 @@ type Request struct {
 	// with_request_body); nil when it sent none. The Engine only reads it,
 	// and only on routes with an LLM policy.
 	Body []byte
+	// BodySize is the size of the original request body as the proxy
+	// reports it (Envoy attributes.request.http.size; -1 or 0 when
+	// unknown). A positive size without a Body means the proxy did not
+	// forward it (see BodyExpected).
+	BodySize int64
 	// PeerPrincipal is the mTLS peer's principal as Envoy reports it
 	// (attributes.source.principal, a SPIFFE ID under Istio); gRPC only.
 	PeerPrincipal string
@@ -322,7 +327,8 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 // model and tools it asks for must be permitted, and the body must be one
 // that can be checked.
 func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
-	in := LLMInput{Body: r.Body, ContentType: r.Headers["content-type"]}
+	in := LLMInput{Body: r.Body, ContentType: r.Headers["content-type"],
+		BodyExpected: BodyExpected(r.Method, r.BodySize, r.Headers)}
 	// Envoy sets the partial-body header to "true" or "false"; anything
 	// but "false" fails closed.
 	if v, ok := r.Headers[PartialBodyHeader]; ok && v != "false" {

@@ -69,6 +69,7 @@ func (g *GRPC) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.Che
 		Host:              h.GetHost(),
 		Path:              h.GetPath(),
 		Headers:           headers,
+		BodySize:          h.GetSize(),
 		ContextExtensions: attrs.GetContextExtensions(),
 		PeerPrincipal:     attrs.GetSource().GetPrincipal(),
 		PeerCertificate:   attrs.GetSource().GetCertificate(),

@@ -17,8 +17,52 @@ import (
 // with with_request_body. It parses only what it needs, with
 // encoding/json's token stream, and refuses anything two JSON parsers could
 // read differently: duplicate keys in the objects it reads (the upstream
-// might take the other one), invalid UTF-8 (Go would silently replace it),
-// trailing data, and names with control characters.
+// might take the other one), keys that some parser reads as a policy key
+// but that are not spelled exactly so, invalid UTF-8 (Go would silently
+// replace it), trailing data, and names with control characters.
+//
+// The objects it reads, and their policy keys: the body (model, tools,
+// functions), each tools[] element (type, name, function, custom), each
+// tools[].function and tools[].custom, and each functions[] element (name).
+// Keys are compared after JSON unescaping ("\u004dodel" is "Model").
+//
+// The upstream parsers considered, and why none of them can read another
+// model or tool list than extauthz from a body extauthz accepts:
+//
+//   - Go encoding/json decoding into a struct (Ollama, many Go gateways):
+//     a key matches a field exactly or, failing that, case-insensitively
+//     with Unicode simple folding (foldName: "ſ" matches "s", Kelvin "K"
+//     matches "k"), and the last match wins. Every key that folds to a
+//     policy key but is not spelled exactly so is refused (foldsToKey), and
+//     so is an exact duplicate; what is left has one match per field.
+//     Invalid UTF-8 (replaced by U+FFFD) is refused. encoding/json/v2 with
+//     case-insensitive matching also ignores '-' and '_', so they are
+//     ignored when comparing too ("mo_del" is refused). Go 1.26 builds
+//     encoding/json on v1 code unless GOEXPERIMENT=jsonv2; both are covered.
+//     FuzzLLMBodyDifferential checks this property against encoding/json.
+//   - Python json (FastAPI, vLLM, LiteLLM): exact keys, the last duplicate
+//     wins. Exact duplicates are refused. It also accepts NaN, Infinity and
+//     lone surrogates, which encoding/json refuses, so extauthz refuses
+//     those bodies too (a lone surrogate escape in a name is refused
+//     explicitly, since Go would read it as U+FFFD).
+//   - Pydantic (vLLM, FastAPI models): field names or aliases, matched
+//     exactly, case-sensitively; duplicates never reach it (json.loads or
+//     jiter keep the last). A model with validation_alias, AliasChoices or
+//     populate_by_name reads other key names that extauthz cannot know:
+//     docs/LLM_POLICY.md tells operators to check their upstream's schema.
+//   - JavaScript JSON.parse: exact keys, the last duplicate wins; refused
+//     duplicates leave nothing to disagree on.
+//   - Rust serde_json into a struct: exact keys (unless the struct declares
+//     aliases or rename_all), an error on a duplicate field; into a Value,
+//     the last duplicate wins. Both agree once duplicates are refused.
+//   - Parsers that compare keys case-insensitively in other ways (.NET
+//     OrdinalIgnoreCase upper-cases "ı" to "I"; Java equalsIgnoreCase also
+//     lower-cases "İ" to "i"; Python casefold expands "ß" to "ss" and the
+//     ligatures "ﬁ", "ﬆ" to "fi", "st"): asciiFolds covers every such
+//     mapping onto an ASCII letter, so those keys are refused as well.
+//
+// No parser considered applies compatibility normalisation (NFKC) to keys,
+// so a fullwidth "ｍｏｄｅｌ" is another key to all of them.
 
 // Defaults of LLMLimits.
 const (
@@ -67,10 +111,14 @@ var (
 	ErrMissingModel = fmt.Errorf("%w: the request names no model", ErrInvalidRequest)
 	// ErrModelMismatch: the model header and the body name different models.
 	ErrModelMismatch = fmt.Errorf("%w: the model header and the body name different models", ErrInvalidRequest)
+	// ErrMissingBody: the request should carry a body (LLMInput.BodyExpected)
+	// but none reached the check, so neither model nor tools can be read.
+	ErrMissingBody = fmt.Errorf("%w: no request body reached the check: send the JSON body, and make the proxy forward it (Envoy with_request_body)", ErrInvalidRequest)
 )
 
-// The reasons of the LLM policy (the decision log's `reason`). The first six
-// are 400 invalid_request, the last two 403 forbidden.
+// The reasons of the LLM policy (the decision log's `reason`). All but
+// model_not_permitted and tool_not_permitted (403 forbidden) are 400
+// invalid_request.
 const (
 	ReasonPartialBody       Reason = "partial_body"
 	ReasonBodyTooLarge      Reason = "body_too_large"
@@ -80,14 +128,18 @@ const (
 	ReasonModelMismatch     Reason = "model_mismatch"
 	ReasonModelNotPermitted Reason = "model_not_permitted"
 	ReasonToolNotPermitted  Reason = "tool_not_permitted"
+	// ReasonMissingBody: the request should carry a body but the proxy
+	// forwarded none (ErrMissingBody).
+	ReasonMissingBody Reason = "missing_body"
 )
 
-const numLLMReasons = 8
+const numLLMReasons = 9
 
 // llmReasons lists the reasons in a fixed order (metric label values).
 var llmReasons = [numLLMReasons]Reason{
 	ReasonPartialBody, ReasonBodyTooLarge, ReasonContentType, ReasonMalformedBody,
 	ReasonMissingModel, ReasonModelMismatch, ReasonModelNotPermitted, ReasonToolNotPermitted,
+	ReasonMissingBody,
 }
 
 // LLMLimits bound the parser; zero fields mean the defaults.
@@ -115,6 +167,9 @@ type LLMInput struct {
 	// Body is the request body: Envoy's raw_body (pack_as_bytes: true) or
 	// body as bytes. Empty when the proxy sent none.
 	Body []byte
+	// BodyExpected is true when the original request carries a body (see
+	// BodyExpected); an empty Body is then refused as ErrMissingBody.
+	BodyExpected bool
 	// ContentType is the request's content-type header.
 	ContentType string
 	// Partial is true when the proxy may have cut the body. Envoy sets
@@ -160,6 +215,11 @@ func ParseLLMRequest(in LLMInput, lim LLMLimits) (LLMRequest, error) {
 		if req, err = parseLLMBody(in.Body, in.ContentType, lim); err != nil {
 			return LLMRequest{}, err
 		}
+	} else if in.BodyExpected {
+		// The body exists but was not forwarded (nginx auth_request, Envoy
+		// without with_request_body): without it the model and every tool
+		// are unknown, and a model header cannot stand in for it.
+		return req, ErrMissingBody
 	}
 	if in.HasModelHeader {
 		h := in.ModelHeader
@@ -188,7 +248,7 @@ func parseLLMBody(body []byte, contentType string, lim LLMLimits) (LLMRequest, e
 		return req, fmt.Errorf("%w: it is nested more than %d levels deep", ErrMalformedBody, lim.MaxDepth)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	err := eachField(dec, func(key string) error {
+	err := eachField(dec, topKeys, func(key string) error {
 		switch key {
 		case "model":
 			m, err := nameField(dec)
@@ -290,9 +350,18 @@ func within(err error, p string) error {
 
 func index(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
+// The policy keys of each object the parser reads.
+var (
+	topKeys  = []string{"model", "tools", "functions"}
+	toolKeys = []string{"type", "name", "function", "custom"}
+	nameKeys = []string{"name"}
+)
+
 // eachField reads an object from dec and calls f with each key, positioned
-// at its value; f must consume the value. A repeated key is refused.
-func eachField(dec *json.Decoder, f func(key string) error) error {
+// at its value; f must consume the value. A repeated key is refused, and so
+// is a key that some parser reads as one of policyKeys without being
+// spelled exactly so (see foldsToKey).
+func eachField(dec *json.Decoder, policyKeys []string, f func(key string) error) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -312,6 +381,9 @@ func eachField(dec *json.Decoder, f func(key string) error) error {
 		}
 		if _, dup := seen[key]; dup {
 			return shapeErr(fmt.Sprintf("duplicate key %q", truncateName(key)))
+		}
+		if pk, ok := variantOf(key, policyKeys); ok {
+			return shapeErr(fmt.Sprintf("key %q could be read as %q: spell it exactly %q", truncateName(key), pk, pk))
 		}
 		seen[key] = struct{}{}
 		if err := f(key); err != nil {
@@ -348,7 +420,7 @@ func eachElement(dec *json.Decoder, f func(i int) error) error {
 // is checked under.
 func toolName(dec *json.Decoder) (string, error) {
 	var typ, top, fn, custom string
-	err := eachField(dec, func(key string) error {
+	err := eachField(dec, toolKeys, func(key string) error {
 		var err error
 		switch key {
 		case "type":
@@ -391,7 +463,7 @@ func toolName(dec *json.Decoder) (string, error) {
 // it has none.
 func functionName(dec *json.Decoder) (string, error) {
 	var name string
-	err := eachField(dec, func(key string) error {
+	err := eachField(dec, nameKeys, func(key string) error {
 		if key != "name" {
 			return skipValue(dec)
 		}
@@ -589,6 +661,8 @@ func llmErrorReason(err error) Reason {
 		return ReasonMissingModel
 	case errors.Is(err, ErrModelMismatch):
 		return ReasonModelMismatch
+	case errors.Is(err, ErrMissingBody):
+		return ReasonMissingBody
 	}
 	return ReasonMalformedBody
 }

@@ -39,7 +39,7 @@ func newLLMEngine(t *testing.T) (*Engine, *LLMMetrics) {
 		Routes: []Route{
 			{Name: "chat", Match: Match{PathPrefix: "/v1/chat/completions", Methods: []string{"POST"}},
 				Require: Require{Permissions: []string{"chat:invoke"}, Model: true, Tools: true}},
-			{Name: "embed", Match: Match{PathPrefix: "/v1/embeddings"}, Require: Require{Model: true}, ModelHeader: "x-model"},
+			{Name: "embed", Match: Match{PathPrefix: "/v1/embeddings"}, Require: Require{Model: true}, ModelHeader: "x-model", ModelHeaderSetBy: "envoy"},
 			{Name: "responses", Match: Match{PathPrefix: "/v1/responses"}, Require: Require{Tools: true}},
 		},
 		DefaultRoute:    DefaultRouteDeny,
@@ -59,6 +59,15 @@ func newLLMEngine(t *testing.T) (*Engine, *LLMMetrics) {
 		t.Fatal(err)
 	}
 	return e, m
+}
+
+// missingBodyMsg is the client message of a missing_body refusal.
+const missingBodyMsg = "no request body reached the check: send the JSON body, and make the proxy forward it (Envoy with_request_body)"
+
+// withMethod sets r's method.
+func withMethod(m string, r *Request) *Request {
+	r.Method = m
+	return r
 }
 
 func bodyReq(path, cred, body string, headers ...string) *Request {
@@ -109,7 +118,27 @@ func TestEngine_DecideLLM(t *testing.T) {
 		{"agent permitted tool", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct"`+tools("search_docs")+`}`), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", []string{"search_docs"}, ""},
 		{"agent first refused tool named", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct"`+tools("search_docs", "run_shell", "rm")+`}`), Forbidden, ReasonToolNotPermitted, "llama-3.1-8b-instruct", []string{"search_docs", "run_shell", "rm"}, `tool "run_shell" is not permitted`},
 		{"team any tool", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct"`+tools("run_shell")+`}`), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", []string{"run_shell"}, ""},
-		{"no body names no model", bodyReq(chat, jwtTeam, ""), InvalidRequest, ReasonMissingModel, "", nil, "the request names no model"},
+		// No body, no pass: a request that should carry a body but whose
+		// body did not reach the check is refused, with or without a
+		// model header (before issue 12 a tools-only route let it pass).
+		{"POST without a body", bodyReq(chat, jwtTeam, ""), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"tools-only route: POST without a body", bodyReq("/v1/responses", keyAgent, ""), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"model header does not stand in for a missing body", bodyReq("/v1/embeddings", jwtTeam, "", "x-model", "llama-3.1-8b-instruct"), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"PUT without a body", withMethod("PUT", bodyReq("/v1/responses", keyAgent, "")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"unknown method without a body", withMethod("QUERY", bodyReq("/v1/responses", keyAgent, "")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"GET declaring a JSON body", withMethod("GET", bodyReq("/v1/responses", keyAgent, "", "content-type", "application/json")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"GET declaring a content-length", withMethod("GET", bodyReq("/v1/responses", keyAgent, "", "content-length", "42")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"GET with a malformed content-length", withMethod("GET", bodyReq("/v1/responses", keyAgent, "", "content-length", "x")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"DELETE declaring a chunked body", withMethod("DELETE", bodyReq("/v1/responses", keyAgent, "", "transfer-encoding", "chunked")), InvalidRequest, ReasonMissingBody, "", nil, missingBodyMsg},
+		{"GET without any sign of a body passes a tools-only route", withMethod("GET", bodyReq("/v1/responses", keyAgent, "", "content-length", "0")), Allowed, ReasonAuthorized, "", nil, ""},
+		{"GET: the model from a trusted header", withMethod("GET", bodyReq("/v1/embeddings", jwtTeam, "", "x-model", "llama-3.1-8b-instruct")), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", nil, ""},
+		{"GET without body or header names no model", withMethod("GET", bodyReq("/v1/embeddings", jwtTeam, "")), InvalidRequest, ReasonMissingModel, "", nil, "the request names no model"},
+		// Keys an upstream reads as a policy key (issue 12).
+		{"model key in another case", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct","Model":"mistral-7b-instruct"}`), InvalidRequest, ReasonMalformedBody, "", nil,
+			`the request body is not valid JSON for this API: request body: key "Model" could be read as "model": spell it exactly "model"`},
+		{"tools key with a long s", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct","toolſ":[{"type":"function","function":{"name":"run_shell"}}]}`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
+		{"legacy functions key in another case", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct","Functions":[{"name":"run_shell"}]}`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
+		{"function name key in another case", bodyReq(chat, keyAgent, `{"model":"llama-3.1-8b-instruct","tools":[{"type":"function","function":{"name":"search_docs","Name":"run_shell"}}]}`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
 		{"not json", bodyReq(chat, jwtTeam, `model=llama`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
 		{"truncated json", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct"`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
 		{"duplicate model key", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct","model":"gpt-4o"}`), InvalidRequest, ReasonMalformedBody, "", nil, ""},
@@ -120,10 +149,9 @@ func TestEngine_DecideLLM(t *testing.T) {
 		{"partial body", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct"}`, PartialBodyHeader, "true"), InvalidRequest, ReasonPartialBody, "", nil, ""},
 		{"partial body garbage value fails closed", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct"}`, PartialBodyHeader, "yes"), InvalidRequest, ReasonPartialBody, "", nil, ""},
 		{"complete body marked by envoy", bodyReq(chat, jwtTeam, `{"model":"llama-3.1-8b-instruct"}`, PartialBodyHeader, "false"), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", nil, ""},
-		{"model from header", bodyReq("/v1/embeddings", jwtTeam, "", "x-model", "llama-3.1-8b-instruct"), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", nil, ""},
 		{"header and body agree", bodyReq("/v1/embeddings", jwtTeam, `{"model":"llama-3.1-8b-instruct"}`, "x-model", "llama-3.1-8b-instruct"), Allowed, ReasonAuthorized, "llama-3.1-8b-instruct", nil, ""},
 		{"header and body disagree", bodyReq("/v1/embeddings", jwtTeam, `{"model":"llama-3.1-8b-instruct"}`, "x-model", "mistral-7b-instruct"), InvalidRequest, ReasonModelMismatch, "", nil, ""},
-		{"model header ignored without model_header", bodyReq(chat, jwtTeam, "", "x-model", "llama-3.1-8b-instruct"), InvalidRequest, ReasonMissingModel, "", nil, ""},
+		{"model header ignored without model_header", bodyReq(chat, jwtTeam, `{"messages":[]}`, "x-model", "llama-3.1-8b-instruct"), InvalidRequest, ReasonMissingModel, "", nil, ""},
 		{"require.model alone needs a credential", bodyReq("/v1/embeddings", "", `{"model":"llama-3.1-8b-instruct"}`), MissingCredentials, ReasonNoCredentials, "", nil, ""},
 		{"require clause decides before the body", bodyReq(chat, jwtBob, `not json`), Forbidden, ReasonInsufficientPerms, "", nil, ""},
 		{"require.model alone: viewer without model permission", bodyReq("/v1/embeddings", jwtBob, `{"model":"llama-3.1-8b-instruct"}`), Forbidden, ReasonModelNotPermitted, "llama-3.1-8b-instruct", nil, `model "llama-3.1-8b-instruct" is not permitted`},

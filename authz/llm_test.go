@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestParseLLMRequest(t *testing.T) {
 		{name: "null model and tools name nothing", in: LLMInput{Body: []byte(`{"model":null,"tools":null,"functions":null}`)},
 			want: LLMRequest{}},
 		{name: "no body", in: LLMInput{ContentType: "text/plain"}, want: LLMRequest{}},
-		{name: "keys differing in case are other keys", in: LLMInput{Body: []byte(`{"Model":"evil","MODEL":"evil","model":"ok"}`)},
+		{name: "keys that are not policy keys may look alike", in: LLMInput{Body: []byte(`{"model":"ok","Models":1,"modelo":2,"tool_choice":"auto","Tool_Choice":"x","FUNCTION_CALL":{"name":"x"}}`)},
 			want: LLMRequest{Model: "ok"}},
 		{name: "unicode model name", in: LLMInput{Body: []byte(`{"model":"qwen-中文-\u00e9"}`)},
 			want: LLMRequest{Model: "qwen-中文-é"}},
@@ -223,9 +224,14 @@ func TestCheckLLM(t *testing.T) {
 		{name: "model not required: any model passes", route: LLMRoute{RequireTools: true}, in: chat("gpt-4o", "get_weather"), permits: permits("team-a")},
 		{name: "no model", route: both, in: LLMInput{Body: []byte(`{"prompt":"x"}`)}, permits: permits("admin"),
 			reason: ReasonMissingModel, message: "the request names no model"},
-		{name: "no body", route: both, in: LLMInput{}, permits: permits("admin"),
+		{name: "no body and none expected", route: both, in: LLMInput{}, permits: permits("admin"),
 			reason: ReasonMissingModel, message: "the request names no model"},
-		{name: "tools only and no body", route: LLMRoute{RequireTools: true}, in: LLMInput{}, permits: permits("team-a")},
+		{name: "tools only, no body and none expected", route: LLMRoute{RequireTools: true}, in: LLMInput{}, permits: permits("team-a")},
+		{name: "tools only, body expected but missing", route: LLMRoute{RequireTools: true}, in: LLMInput{BodyExpected: true}, permits: permits("admin"),
+			reason: ReasonMissingBody, message: "no request body reached the check: send the JSON body, and make the proxy forward it (Envoy with_request_body)"},
+		{name: "model header does not replace an expected body", route: LLMRoute{RequireModel: true, ModelHeader: "x-model"}, in: LLMInput{BodyExpected: true, HasModelHeader: true, ModelHeader: "llama-3-8b"}, permits: permits("admin"),
+			reason: ReasonMissingBody},
+		{name: "expected body present", route: both, in: LLMInput{BodyExpected: true, Body: []byte(`{"model":"llama-3-8b"}`)}, permits: permits("team-a")},
 		{name: "unusable body", route: both, in: LLMInput{Body: []byte(`{"model":"llama-3-8b"`)}, permits: permits("admin"),
 			reason: ReasonMalformedBody, message: "the request body is not valid JSON for this API: it ends too early (truncated)"},
 		{name: "partial body", route: both, in: LLMInput{Body: []byte(`{"model":"llama-3-8b"}`), Partial: true}, permits: permits("admin"),
@@ -260,15 +266,24 @@ func TestValidateLLMRoute(t *testing.T) {
 		p      LLMRoute
 		want   []string
 	}{
-		{name: "valid", p: LLMRoute{RequireModel: true, RequireTools: true, ModelHeader: "x-model"}},
+		{name: "valid", p: LLMRoute{RequireModel: true, RequireTools: true, ModelHeader: "x-model", ModelHeaderSetBy: "envoy"}},
+		{name: "model header trusted without saying who sets it", p: LLMRoute{RequireModel: true, ModelHeader: "x-model"}, want: []string{
+			"routes[1].model_header_set_by: required with model_header: name the proxy that sets x-model on every request, overwriting what the client sent (e.g. model_header_set_by: envoy), or remove model_header: a header the client sets is not trusted",
+		}},
+		{name: "set_by without a model header", p: LLMRoute{RequireModel: true, ModelHeaderSetBy: "envoy"}, want: []string{
+			"routes[1].model_header_set_by: is only read with model_header",
+		}},
+		{name: "set_by not a proxy name", p: LLMRoute{RequireModel: true, ModelHeader: "x-model", ModelHeaderSetBy: "the client"}, want: []string{
+			`routes[1].model_header_set_by: "the client" must name a proxy in lower case, e.g. envoy`,
+		}},
 		{name: "public", public: true, p: LLMRoute{RequireTools: true}, want: []string{
 			"routes[1]: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag",
 		}},
-		{name: "model header without require.model, bad name", p: LLMRoute{ModelHeader: "X-Model"}, want: []string{
+		{name: "model header without require.model, bad name", p: LLMRoute{ModelHeader: "X-Model", ModelHeaderSetBy: "envoy"}, want: []string{
 			"routes[1].model_header: is only read with require.model: true",
 			`routes[1].model_header: "X-Model" must be a lower-case header name that is not a credential, content or x-envoy- header, e.g. x-model`,
 		}},
-		{name: "model header may not be an Envoy header", p: LLMRoute{RequireModel: true, ModelHeader: PartialBodyHeader}, want: []string{
+		{name: "model header may not be an Envoy header", p: LLMRoute{RequireModel: true, ModelHeader: PartialBodyHeader, ModelHeaderSetBy: "envoy"}, want: []string{
 			`routes[1].model_header: "x-envoy-auth-partial-body" must be a lower-case header name that is not a credential, content or x-envoy- header, e.g. x-model`,
 		}},
 	}
@@ -334,6 +349,7 @@ func TestLLMMetrics(t *testing.T) {
 # TYPE extauthz_llm_denials_total counter
 extauthz_llm_denials_total{reason="body_too_large"} 0
 extauthz_llm_denials_total{reason="malformed_body"} 0
+extauthz_llm_denials_total{reason="missing_body"} 0
 extauthz_llm_denials_total{reason="missing_model"} 0
 extauthz_llm_denials_total{reason="model_mismatch"} 0
 extauthz_llm_denials_total{reason="model_not_permitted"} 0
@@ -427,6 +443,94 @@ func FuzzLLMBody(f *testing.F) {
 	})
 }
 
+// goChatRequest is how a Go upstream such as Ollama reads a body: struct
+// fields without tags, so encoding/json matches keys exactly or
+// case-insensitively (Unicode simple folding), the last match winning.
+type goChatRequest struct {
+	Model string
+	Tools []struct {
+		Type     string
+		Name     string
+		Function *struct{ Name string }
+		Custom   *struct{ Name string }
+	}
+	Functions []struct{ Name string }
+}
+
+// FuzzLLMBodyDifferential: for every body extauthz accepts, encoding/json
+// decoding into a struct (goChatRequest) succeeds and reads the same model
+// and the same set of tool names (named as extauthz names them: function,
+// name or custom, else a built-in tool's type). A body where they differ is
+// a body on which the upstream runs something extauthz did not check.
+func FuzzLLMBodyDifferential(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"llama-3.1-8b-instruct","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"llama-3.1-8b-instruct","Model":"mistral-7b-instruct"}`,
+		`{"Model":"mistral-7b-instruct","model":"llama-3.1-8b-instruct"}`,
+		`{"model":"llama","\u004dodel":"mistral"}`,
+		`{"model":"m","tools":[],"Tools":[{"type":"function","function":{"name":"run_shell"}}]}`,
+		`{"model":"m","toolſ":[{"type":"function","function":{"name":"run_shell"}}]}`,
+		`{"model":"m","Functions":[{"name":"run_shell"}]}`,
+		`{"model":"m","functions":[{"name":"search_docs","NAME":"run_shell"}]}`,
+		`{"model":"m","tools":[{"type":"function","function":{"name":"search_docs","Name":"run_shell"}}]}`,
+		`{"model":"m","tools":[{"type":"function","function":{"name":"a"},"Function":{"name":"b"}}]}`,
+		`{"model":"m","tools":[{"type":"web_search_preview"},{"type":"function","name":"calc"},{"type":"custom","custom":{"name":"sql"}}]}`,
+		`{"model":"m","tools":[{"TYPE":"code_interpreter"}]}`,
+		`{"model":"m","tools":[{"type":"custom","cuſtom":{"name":"x"}}]}`,
+		`{"mo\u0064el":"m","tool\u017f":null,"\u212a":1}`,
+		`{"model":null,"tools":null,"functions":null,"tool_choice":"auto","Tool_Choice":{"name":"x"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ParseLLMRequest(LLMInput{Body: body, ContentType: jsonCT}, LLMLimits{MaxBytes: 1 << 16})
+		if err != nil || len(body) == 0 {
+			return
+		}
+		var g goChatRequest
+		if err := json.Unmarshal(body, &g); err != nil {
+			t.Fatalf("extauthz accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		if g.Model != req.Model {
+			t.Fatalf("body %q: extauthz reads model %q, encoding/json %q", body, req.Model, g.Model)
+		}
+		var goTools []string
+		for _, tool := range g.Tools {
+			var fn, custom string
+			if tool.Function != nil {
+				fn = tool.Function.Name
+			}
+			if tool.Custom != nil {
+				custom = tool.Custom.Name
+			}
+			name := ""
+			for _, n := range []string{fn, tool.Name, custom} {
+				if n != "" && name == "" {
+					name = n
+				} else if n != "" && n != name {
+					t.Fatalf("body %q: extauthz accepted a tool with two names", body)
+				}
+			}
+			if name == "" {
+				name = tool.Type
+			}
+			goTools = append(goTools, name)
+		}
+		for _, fn := range g.Functions {
+			goTools = append(goTools, fn.Name)
+		}
+		slices.Sort(goTools)
+		goTools = slices.Compact(goTools)
+		got := slices.Sorted(slices.Values(req.Tools))
+		if len(goTools) == 0 {
+			goTools = nil
+		}
+		if !slices.Equal(got, goTools) {
+			t.Fatalf("body %q: extauthz reads tools %q, encoding/json %q", body, got, goTools)
+		}
+	})
+}
+
 func BenchmarkParseLLMRequest(b *testing.B) {
 	small := []byte(`{"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"What is the weather in Paris?"}],` +
 		`"model":"llama-3.1-8b","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},` +
@@ -448,6 +552,80 @@ func BenchmarkParseLLMRequest(b *testing.B) {
 				if _, err := ParseLLMRequest(in, LLMLimits{}); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// TestParseLLMRequest_KeyVariants: a key that some upstream parser reads as
+// a policy key (Go's encoding/json folds case with Unicode simple folding
+// and takes the last match; json/v2's case-insensitive mode also ignores
+// '-' and '_'; .NET and Java compare upper- and lower-case forms; Python's
+// casefold expands ligatures) but that is not spelled exactly so is refused
+// in every object the policy reads, so that no upstream can read another
+// model or tool list than extauthz.
+func TestParseLLMRequest_KeyVariants(t *testing.T) {
+	const prefix = "the request body is not valid JSON for this API: "
+	tool := func(inner string) string { return `{"model":"llama","tools":[` + inner + `]}` }
+	tests := []struct {
+		name string
+		body string
+		msg  string
+	}{
+		// Top level: model, tools, functions.
+		{"model in title case after model", `{"model":"llama-3.1-8b-instruct","Model":"mistral-7b-instruct"}`,
+			`request body: key "Model" could be read as "model": spell it exactly "model"`},
+		{"model in title case before model", `{"Model":"mistral-7b-instruct","model":"llama-3.1-8b-instruct"}`,
+			`request body: key "Model" could be read as "model": spell it exactly "model"`},
+		{"model in upper case alone", `{"MODEL":"mistral-7b-instruct"}`,
+			`request body: key "MODEL" could be read as "model": spell it exactly "model"`},
+		{"model behind an escape", `{"model":"llama","\u004dodel":"mistral"}`,
+			`request body: key "Model" could be read as "model": spell it exactly "model"`},
+		{"model with a delimiter (json/v2 case:ignore)", `{"model":"llama","mo_del":"mistral"}`,
+			`request body: key "mo_del" could be read as "model": spell it exactly "model"`},
+		{"model with a dash", `{"model":"llama","MO-DEL":"mistral"}`,
+			`request body: key "MO-DEL" could be read as "model": spell it exactly "model"`},
+		{"tools in title case", `{"model":"llama","tools":[],"Tools":[{"type":"function","function":{"name":"run_shell"}}]}`,
+			`request body: key "Tools" could be read as "tools": spell it exactly "tools"`},
+		{"tools with a long s (U+017F)", `{"model":"llama","toolſ":[{"type":"function","function":{"name":"run_shell"}}]}`,
+			`request body: key "toolſ" could be read as "tools": spell it exactly "tools"`},
+		{"tools with an escaped long s", `{"model":"llama","tool\u017f":[]}`,
+			`request body: key "toolſ" could be read as "tools": spell it exactly "tools"`},
+		{"functions in title case", `{"model":"llama","Functions":[{"name":"run_shell"}]}`,
+			`request body: key "Functions" could be read as "functions": spell it exactly "functions"`},
+		{"functions with a dotless i (.NET upper-cases it to I)", `{"model":"llama","functıons":[{"name":"run_shell"}]}`,
+			`request body: key "functıons" could be read as "functions": spell it exactly "functions"`},
+		{"functions with a dotted capital I", `{"model":"llama","FUNCTİONS":[{"name":"run_shell"}]}`,
+			`request body: key "FUNCTİONS" could be read as "functions": spell it exactly "functions"`},
+
+		// Each tool: type, name, function, custom.
+		{"function name in title case", tool(`{"type":"function","function":{"name":"search_docs","Name":"run_shell"}}`),
+			`tools[0].function: key "Name" could be read as "name": spell it exactly "name"`},
+		{"function in title case", tool(`{"type":"function","function":{"name":"search_docs"},"Function":{"name":"run_shell"}}`),
+			`tools[0]: key "Function" could be read as "function": spell it exactly "function"`},
+		{"flat tool name in upper case", tool(`{"type":"function","name":"search_docs"},{"type":"function","NAME":"run_shell"}`),
+			`tools[1]: key "NAME" could be read as "name": spell it exactly "name"`},
+		{"tool type in title case", tool(`{"Type":"code_interpreter"}`),
+			`tools[0]: key "Type" could be read as "type": spell it exactly "type"`},
+		{"custom with a long s", tool(`{"type":"custom","custom":{"name":"sql"},"cuſtom":{"name":"run_shell"}}`),
+			`tools[0]: key "cuſtom" could be read as "custom": spell it exactly "custom"`},
+		{"custom with an st ligature (Python casefold)", tool(`{"type":"custom","cuﬆom":{"name":"run_shell"}}`),
+			`tools[0]: key "cuﬆom" could be read as "custom": spell it exactly "custom"`},
+		{"custom name in title case", tool(`{"type":"custom","custom":{"name":"sql","Name":"run_shell"}}`),
+			`tools[0].custom: key "Name" could be read as "name": spell it exactly "name"`},
+
+		// Each legacy function.
+		{"legacy function name in title case", `{"model":"llama","functions":[{"name":"search_docs","Name":"run_shell"}]}`,
+			`functions[0]: key "Name" could be read as "name": spell it exactly "name"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseLLMRequest(LLMInput{Body: []byte(tt.body), ContentType: jsonCT}, LLMLimits{})
+			if !errors.Is(err, ErrMalformedBody) {
+				t.Fatalf("ParseLLMRequest = %+v, %v; want ErrMalformedBody", got, err)
+			}
+			if msg := clientMessage(err); msg != prefix+tt.msg {
+				t.Errorf("client message = %q, want %q", msg, prefix+tt.msg)
 			}
 		})
 	}

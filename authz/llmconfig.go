@@ -22,8 +22,16 @@ type LLMRoute struct {
 	RequireTools bool
 	// ModelHeader (model_header) names a request header that may carry the
 	// model instead of the body; when both are present they must agree.
-	// Only read with RequireModel.
+	// Only read with RequireModel, and it never stands in for a body that
+	// should have been forwarded (ErrMissingBody).
 	ModelHeader string
+	// ModelHeaderSetBy (model_header_set_by) names the proxy that sets
+	// ModelHeader on every request, overwriting any value the client sent
+	// (e.g. envoy: a header_mutation, Lua or ext_proc filter before
+	// ext_authz). A client-sent header is never trusted, so ModelHeader
+	// requires it. extauthz cannot verify the statement; it makes the trust
+	// explicit in the configuration.
+	ModelHeaderSetBy string
 }
 
 // Enabled reports whether the route reads the body at all.
@@ -33,7 +41,7 @@ func (p LLMRoute) Enabled() bool { return p.RequireModel || p.RequireTools }
 // the route's path ("routes[3]").
 func ValidateLLMRoute(path string, public bool, p LLMRoute) error {
 	var errs []error
-	if public && (p.Enabled() || p.ModelHeader != "") {
+	if public && (p.Enabled() || p.ModelHeader != "" || p.ModelHeaderSetBy != "") {
 		errs = append(errs, fmt.Errorf("%s: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag", path))
 	}
 	if p.ModelHeader != "" {
@@ -43,8 +51,33 @@ func ValidateLLMRoute(path string, public bool, p LLMRoute) error {
 		if !ValidHeaderName(p.ModelHeader) {
 			errs = append(errs, fmt.Errorf("%s.model_header: %q must be a lower-case header name that is not a credential, content or x-envoy- header, e.g. x-model", path, p.ModelHeader))
 		}
+		if p.ModelHeaderSetBy == "" {
+			errs = append(errs, fmt.Errorf("%s.model_header_set_by: required with model_header: name the proxy that sets %s on every request, overwriting what the client sent (e.g. model_header_set_by: envoy), or remove model_header: a header the client sets is not trusted", path, p.ModelHeader))
+		}
+	}
+	switch {
+	case p.ModelHeaderSetBy == "":
+	case p.ModelHeader == "":
+		errs = append(errs, fmt.Errorf("%s.model_header_set_by: is only read with model_header", path))
+	case !validProxyName(p.ModelHeaderSetBy):
+		errs = append(errs, fmt.Errorf("%s.model_header_set_by: %q must name a proxy in lower case, e.g. envoy", path, p.ModelHeaderSetBy))
 	}
 	return errors.Join(errs...)
+}
+
+// validProxyName accepts a short lower-case name: envoy, istio, nginx,
+// envoy-ai-gateway.
+func validProxyName(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateLLMPermissions checks that the roles table can ever satisfy a

@@ -200,6 +200,7 @@ var reasonCodes = map[Reason]Code{
 	ReasonMalformedBody:     InvalidRequest,
 	ReasonMissingModel:      InvalidRequest,
 	ReasonModelMismatch:     InvalidRequest,
+	ReasonMissingBody:       InvalidRequest,
 	ReasonModelNotPermitted: Forbidden,
 	ReasonToolNotPermitted:  Forbidden,
 

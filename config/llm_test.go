@@ -38,7 +38,7 @@ func TestLoad_LLMGateway(t *testing.T) {
 		t.Errorf("Authz() RateLimits=%v LLMMaxBodyBytes=%d", ac.RateLimits, ac.LLMMaxBodyBytes)
 	}
 	r := cfg.Routes[2]
-	if !r.Require.Model || r.ModelHeader != "x-model" || r.RateLimit == nil || r.RateLimit.Requests != 600 {
+	if !r.Require.Model || r.ModelHeader != "x-model" || r.ModelHeaderSetBy != "envoy" || r.RateLimit == nil || r.RateLimit.Requests != 600 {
 		t.Errorf("routes[2] = %+v", r)
 	}
 }
@@ -75,6 +75,8 @@ func TestLoad_LLMMistakes(t *testing.T) {
 			"routes[0].require.model: no role under roles grants a model:<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role",
 			"routes[1].model_header: is only read with require.model: true",
 			`routes[1].model_header: "X-Model" must be a lower-case header name that is not a credential, content or x-envoy- header, e.g. x-model`,
+			"routes[1].model_header_set_by: required with model_header: name the proxy that sets X-Model on every request, overwriting what the client sent (e.g. model_header_set_by: envoy), or remove model_header: a header the client sets is not trusted",
+			`routes[3].model_header_set_by: "Envoy" must name a proxy in lower case, e.g. envoy`,
 			"routes[2]: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag",
 		}},
 	}

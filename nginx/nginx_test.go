@@ -282,6 +282,7 @@ type request struct {
 	method string
 	path   string
 	header map[string]string
+	body   string
 }
 
 func (r request) do(t *testing.T, base string) (*http.Response, []byte) {
@@ -290,7 +291,11 @@ func (r request) do(t *testing.T, base string) (*http.Response, []byte) {
 	if method == "" {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequest(method, base+r.path, nil)
+	var reqBody io.Reader
+	if r.body != "" {
+		reqBody = strings.NewReader(r.body)
+	}
+	req, err := http.NewRequest(method, base+r.path, reqBody)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +722,7 @@ api_keys:
   file: keys.json
 roles:
   viewer: [models:list]
-  developer: [models:list, chat:invoke]
+  developer: [models:list, chat:invoke, "tool:search_docs"]
 role_mapping:
   rules:
     - groups: [eng]
@@ -730,6 +735,9 @@ routes:
   - name: chat
     match: {path_prefix: /v1/chat/completions, methods: [POST]}
     require: {permissions: [chat:invoke]}
+  - name: responses
+    match: {path_prefix: /v1/responses, methods: [POST]}
+    require: {permissions: [chat:invoke], tools: true}
   - name: models
     match: {path_prefix: /v1/models, methods: [GET]}
     require: {any_role: [viewer, developer]}
@@ -930,6 +938,16 @@ func TestConf_WithExtauthz(t *testing.T) {
 			checkNoUpstream(t, up)
 		})
 	}
+
+	// auth_request sends no body: a route with a body policy cannot be
+	// enforced behind nginx, so extauthz refuses the request instead of
+	// checking "no tools" (before issue 12, run_shell passed).
+	t.Run("body policy behind nginx is 400 invalid_request, not an unchecked allow", func(t *testing.T) {
+		resp, body := request{method: "POST", path: "/v1/responses", header: merge(bearer(alice), map[string]string{"Content-Type": "application/json"}),
+			body: `{"model":"m","tools":[{"type":"function","function":{"name":"run_shell"}}]}`}.do(t, base)
+		checkDenial(t, resp, body, denial{status: 400, code: "invalid_request"}, alice)
+		checkNoUpstream(t, up)
+	})
 
 	t.Run("extauthz down is 503 unavailable, fail closed", func(t *testing.T) {
 		authz.stop()
