@@ -82,7 +82,7 @@ type Header struct{ Name, Value string }
 type Identity struct {
 	Method  AuthMethod
 	Subject string
-	Issuer  string // JWT only
+	Issuer  string // JWT; for an API key minted by a JWT caller (self-service, exchange), its issuer
 	KeyID   string // API key only
 	// Groups and Roles come from the JWT's groups claim, the API key's
 	// record, or the matching peer_identity rule (mtls), mapped by
@@ -539,6 +539,7 @@ func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (
 	id := &Identity{
 		Method:  MethodAPIKey,
 		Subject: rec.Owner,
+		Issuer:  rec.Issuer, // "" for the CLI namespace
 		KeyID:   rec.ID,
 		Groups:  sortedGroups(rec.Groups),
 		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),

@@ -310,3 +310,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Check returns the problems of l (requests 1 to 1000000, per 1s to 24h,
+// burst 0 to 1000000), each naming path, or nil.
+func (l Limit) Check(path string) error { return errors.Join(l.validate(path)...) }
+
+// Normalized returns l with Burst filled in (0 means Requests).
+func (l Limit) Normalized() Limit { return l.normalized() }
