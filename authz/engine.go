@@ -133,6 +133,9 @@ type Decision struct {
 	// otherwise. They do not make the request authenticated: Identity
 	// stays nil and nothing is set upstream.
 	KeyID, KeyOwner string
+	// KeyIssuer is the refused key's owner namespace (its minting JWT's
+	// issuer; "" for the CLI namespace).
+	KeyIssuer string
 }
 
 // Engine makes decisions. It is immutable once built; a config reload builds
@@ -528,7 +531,7 @@ func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (
 		reason := keyReason(ctx, err)
 		if d != nil && (reason == ReasonExpiredKey || reason == ReasonRevokedKey) {
 			if ke, ok := errors.AsType[*apikeys.KeyError](err); ok {
-				d.KeyID, d.KeyOwner = ke.ID, ke.Owner
+				d.KeyID, d.KeyOwner, d.KeyIssuer = ke.ID, ke.Owner, ke.Issuer
 			}
 		}
 		return nil, nil, reason
