@@ -40,10 +40,13 @@ type KeyBy string
 // The key values. The empty KeyBy means KeySubject.
 const (
 	// KeySubject counts per authenticated subject: a JWT's issuer and
-	// subject, or an API key's owner (all of the owner's keys share it).
+	// subject, or an API key's owner qualified by its issuer (all of the
+	// owner's keys share it, and a JWT caller shares it with the keys it
+	// minted).
 	KeySubject KeyBy = "subject"
-	// KeyKeyID counts per API key; callers with a JWT are counted per
-	// subject.
+	// KeyKeyID counts per API key; callers with a JWT, and the keys they
+	// minted (self-service, token exchange), are counted per issuer and
+	// subject, so minting keys never adds budget.
 	KeyKeyID KeyBy = "key_id"
 	// KeyRole counts per role: every caller holding the role whose limit
 	// applies shares one budget. When the limit does not come from a role
