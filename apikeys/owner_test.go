@@ -122,3 +122,36 @@ func TestStore_OwnerNamespaces(t *testing.T) {
 		testOwnerNamespaces(t, newStore(t, cfg), newStore(t, cfg))
 	})
 }
+
+// TestStore_CappedOwnerSetStaysSmall proves that minting and revoking in a
+// loop cannot grow the owner set the capped create script walks: revoked
+// ids leave it once it is over 4*cap+16, and they stay refused.
+func TestStore_CappedOwnerSetStaysSmall(t *testing.T) {
+	url := apikeystest.StartRedis(t)
+	s := newStore(t, redisConfig(url))
+	ctx := context.Background()
+	const capN = 2
+	var first string
+	for i := range 60 {
+		secret, rec, err := s.Create(ctx, CreateOptions{Owner: "loop", Issuer: "https://a.example", TTL: time.Hour, MaxLive: capN})
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if i == 0 {
+			first = secret
+		}
+		if err := s.Revoke(ctx, rec.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.be.(*redisBackend).rdb.SCard(ctx, ownerSetKey("https://a.example", "loop")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 4*capN+16+1 {
+		t.Errorf("owner set holds %d ids after 60 mint-and-revoke rounds, want at most %d", n, 4*capN+17)
+	}
+	if _, err := s.Lookup(ctx, first); !errors.Is(err, ErrRevoked) {
+		t.Errorf("the first, pruned key: %v, want ErrRevoked", err)
+	}
+}

@@ -48,7 +48,9 @@ const (
 // all. With a cap, the owner's live keys (id entry present, so not expired,
 // and revoked_at empty) are counted in the same step, so concurrent
 // creations cannot exceed it; ids whose key has gone are dropped from the
-// indexes on the way.
+// indexes on the way, and when the owner set holds more than 4*cap+16 ids,
+// the revoked ones leave it too (they stay in the ids hash and are still
+// refused), so a mint-and-revoke loop cannot make this script slow.
 var createScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[2])
 if cur then
@@ -59,6 +61,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('IDTAKEN has
 local cap = tonumber(ARGV[6])
 if cap > 0 then
   local live = 0
+  local prune = redis.call('SCARD', KEYS[3]) > 4 * cap + 16
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     local h = redis.call('GET', ARGV[7] .. id)
     if not h then
@@ -66,7 +69,11 @@ if cap > 0 then
       redis.call('HDEL', KEYS[4], id)
     elseif redis.call('EXISTS', ARGV[8] .. h) == 1 then
       local rv = redis.call('HGET', ARGV[8] .. h, 'revoked_at')
-      if not rv or rv == '' then live = live + 1 end
+      if not rv or rv == '' then
+        live = live + 1
+      elseif prune then
+        redis.call('SREM', KEYS[3], id)
+      end
     end
   end
   if live >= cap then return redis.error_reply('TOOMANY ' .. live .. ' live keys') end
