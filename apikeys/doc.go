@@ -40,6 +40,10 @@
 //	extauthz:{apikeys}:key:<sha256hex>   HASH   one per key:
 //	    id           public id, "key_" + 12 base62
 //	    owner        becomes x-auth-subject
+//	    issuer       only for a key minted by a JWT caller (self-service, token
+//	                 exchange): that JWT's issuer, the owner's namespace, sent
+//	                 as x-auth-issuer; absent: the CLI namespace (as in records
+//	                 written before it existed)
 //	    groups       JSON array of strings, e.g. ["eng","ml-team"]
 //	    roles        JSON array of strings
 //	    description  free text
@@ -49,8 +53,11 @@
 //	    rate_limit   the key's own limit, JSON {"requests":10,"per":"1m","burst":0};
 //	                 absent (or "") for none, as in records written before it existed
 //	extauthz:{apikeys}:id:<id>           STRING <sha256hex> of the key with this id
-//	extauthz:{apikeys}:owner:<owner>     SET    ids of the owner's keys
-//	extauthz:{apikeys}:ids               HASH   id → owner, for every key
+//	extauthz:{apikeys}:owner:<owner>     SET    ids of the owner's keys (CLI namespace)
+//	extauthz:{apikeys}:iowner:<sha256hex(issuer)>:<owner>
+//	                                     SET    ids of the owner's keys (an issuer's namespace)
+//	extauthz:{apikeys}:ids               HASH   id → owner (CLI namespace) or the
+//	                                            owner's iowner: set key, for every key
 //	extauthz:apikeys:events              pub/sub channel (no hash tag: channels are not keys)
 //
 // A record that cannot be decoded (a field that is not valid JSON or a
@@ -70,6 +77,9 @@
 // that is sooner: during that time the key is listed as revoked and lookups
 // report ErrRevoked; afterwards it is unknown. The owner and ids indexes are
 // not expired by Redis; `keys list` removes ids whose key has gone.
+//
+// Create counts the owner's live keys in the same script when given a cap
+// (CreateOptions.MaxLive), so concurrent creations cannot exceed it.
 //
 // Create and revoke are Lua scripts (EVALSHA), so a crash never leaves a
 // half-written key, and each PUBLISHes on extauthz:apikeys:events in the same

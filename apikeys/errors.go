@@ -36,6 +36,9 @@ var (
 	// know it answer as for an unknown key (401 invalid_api_key): retrying
 	// cannot help, so it is not ErrUnavailable. Lookup logs it at Warn.
 	ErrCorrupt = errors.New("corrupt api key record")
+	// ErrTooManyKeys means Create refused a key because its owner already
+	// has CreateOptions.MaxLive live keys.
+	ErrTooManyKeys = errors.New("too many live api keys for the owner")
 )
 
 // KeyError is a lookup refused because the key exists but is revoked or
@@ -51,6 +54,8 @@ type KeyError struct {
 	ID string
 	// Owner is the key's owner (what x-auth-subject would have been).
 	Owner string
+	// Issuer is the owner's namespace (Record.Issuer; "" for the CLI's).
+	Issuer string
 }
 
 // Error returns "apikeys: key <id>: api key expired" (or revoked).

@@ -46,6 +46,7 @@ type fileRecord struct {
 	ID          string    `json:"id"`
 	Hash        string    `json:"hash"` // hex SHA-256 of the key; the key itself is never written
 	Owner       string    `json:"owner"`
+	Issuer      string    `json:"issuer,omitempty"` // absent: the CLI namespace
 	Groups      []string  `json:"groups,omitempty"`
 	Roles       []string  `json:"roles,omitempty"`
 	Description string    `json:"description,omitempty"`
@@ -171,7 +172,7 @@ func decodeKeyFile(data []byte) (map[[32]byte]*Record, map[string]*Record, error
 			return nil, nil, fmt.Errorf("keys[%d]: duplicate id or hash", i)
 		}
 		r := &Record{
-			ID: fr.ID, Owner: fr.Owner, Groups: fr.Groups, Roles: fr.Roles, Description: fr.Description,
+			ID: fr.ID, Owner: fr.Owner, Issuer: fr.Issuer, Groups: fr.Groups, Roles: fr.Roles, Description: fr.Description,
 			CreatedAt: fr.CreatedAt, ExpiresAt: fr.ExpiresAt, RevokedAt: fr.RevokedAt, Hash: fr.Hash,
 		}
 		if len(fr.RateLimit) > 0 {
@@ -209,7 +210,7 @@ func (b *memBackend) saveLocked(now time.Time) error {
 	kf := keyFile{Version: keyFileVersion, Keys: make([]fileRecord, len(recs))}
 	for i, r := range recs {
 		kf.Keys[i] = fileRecord{
-			ID: r.ID, Hash: r.Hash, Owner: r.Owner, Groups: r.Groups, Roles: r.Roles, Description: r.Description,
+			ID: r.ID, Hash: r.Hash, Owner: r.Owner, Issuer: r.Issuer, Groups: r.Groups, Roles: r.Roles, Description: r.Description,
 			CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt,
 		}
 		if r.RateLimit != nil {
@@ -289,7 +290,7 @@ func (b *memBackend) lookup(_ context.Context, sum [32]byte) (*Record, error) {
 	return r, nil
 }
 
-func (b *memBackend) create(_ context.Context, rec *Record) error {
+func (b *memBackend) create(_ context.Context, rec *Record, maxLive int) error {
 	sum, _ := decodeHexHash(rec.Hash)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -298,6 +299,17 @@ func (b *memBackend) create(_ context.Context, rec *Record) error {
 	}
 	if b.byID[rec.ID] != nil || b.byHash[sum] != nil {
 		return errIDTaken
+	}
+	if maxLive > 0 {
+		now, live := time.Now(), 0
+		for _, r := range b.byID {
+			if r.Owner == rec.Owner && r.Issuer == rec.Issuer && r.check(now) == nil {
+				live++
+			}
+		}
+		if live >= maxLive {
+			return fmt.Errorf("apikeys: create: %w (%d)", ErrTooManyKeys, maxLive)
+		}
 	}
 	b.byID[rec.ID], b.byHash[sum] = rec, rec
 	if err := b.saveLocked(time.Now()); err != nil {
@@ -320,7 +332,7 @@ func (b *memBackend) get(_ context.Context, id string) (*Record, error) {
 	return nil, ErrNotFound
 }
 
-func (b *memBackend) list(_ context.Context, owner string) ([]*Record, error) {
+func (b *memBackend) list(_ context.Context, issuer, owner string) ([]*Record, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, err := b.reloadLocked(); err != nil {
@@ -328,7 +340,7 @@ func (b *memBackend) list(_ context.Context, owner string) ([]*Record, error) {
 	}
 	var out []*Record
 	for _, r := range b.byID {
-		if owner == "" || r.Owner == owner {
+		if owner == "" || (r.Owner == owner && r.Issuer == issuer) {
 			out = append(out, r)
 		}
 	}

@@ -19,6 +19,13 @@ type Record struct {
 	ID string
 	// Owner becomes x-auth-subject.
 	Owner string
+	// Issuer is the namespace of Owner: the JWT issuer of the caller that
+	// minted the key (self-service or token exchange), which becomes
+	// x-auth-issuer. It is empty for keys created by the CLI or for an
+	// explicit owner by an admin, and for records written before it existed:
+	// those owners live in the separate CLI namespace. The same Owner under
+	// two issuers is two people.
+	Issuer string
 	// Groups feed role_mapping like a JWT's groups claim.
 	Groups []string
 	// Roles are granted directly, in addition to mapped ones.
@@ -56,10 +63,10 @@ func (r *Record) expired(now time.Time) bool {
 // ErrRevoked or ErrExpired.
 func (r *Record) check(now time.Time) error {
 	if !r.RevokedAt.IsZero() {
-		return &KeyError{Err: ErrRevoked, ID: r.ID, Owner: r.Owner}
+		return &KeyError{Err: ErrRevoked, ID: r.ID, Owner: r.Owner, Issuer: r.Issuer}
 	}
 	if r.expired(now) {
-		return &KeyError{Err: ErrExpired, ID: r.ID, Owner: r.Owner}
+		return &KeyError{Err: ErrExpired, ID: r.ID, Owner: r.Owner, Issuer: r.Issuer}
 	}
 	return nil
 }
@@ -69,6 +76,10 @@ type CreateOptions struct {
 	// Owner is required: 1-256 printable ASCII characters (it becomes a
 	// header value).
 	Owner string
+	// Issuer is the owner's namespace (Record.Issuer): "" for the CLI
+	// namespace, else 1-256 printable ASCII characters without spaces, the
+	// minting caller's JWT issuer.
+	Issuer string
 	// Groups and Roles are sorted and de-duplicated; each is 1-256 printable
 	// ASCII characters without spaces or commas.
 	Groups, Roles []string
@@ -80,6 +91,11 @@ type CreateOptions struct {
 	// RateLimit is the key's own rate limit (nil: none): 1 to 1000000
 	// requests per 1s to 24h, burst 0 (same as requests) to 1000000.
 	RateLimit *RateLimit
+	// MaxLive, when positive, refuses the key with an error matching
+	// ErrTooManyKeys if the owner (in its issuer's namespace) already has
+	// that many live keys (neither revoked nor expired). The count and the
+	// creation are one atomic step, so concurrent creations cannot exceed it.
+	MaxLive int
 }
 
 const (
@@ -97,6 +113,9 @@ func (o CreateOptions) validate() (CreateOptions, error) {
 	}
 	if !printable(o.Owner, true) {
 		bad("owner", "must be 1-256 printable ASCII characters, e.g. alice@example.com")
+	}
+	if o.Issuer != "" && !printable(o.Issuer, false) {
+		bad("issuer", "must be empty or 1-256 printable ASCII characters without spaces or commas, e.g. https://issuer.example")
 	}
 	norm := func(field string, in []string) []string {
 		if len(in) > maxListLen {
@@ -159,6 +178,7 @@ func newRecord(id string, sum [32]byte, o CreateOptions, now time.Time) *Record 
 	r := &Record{
 		ID:          id,
 		Owner:       o.Owner,
+		Issuer:      o.Issuer,
 		Groups:      o.Groups,
 		Roles:       o.Roles,
 		Description: o.Description,
@@ -196,6 +216,7 @@ func (r *Record) tombstoneExpiry(t time.Time) time.Time {
 const (
 	fieldID          = "id"
 	fieldOwner       = "owner"
+	fieldIssuer      = "issuer" // only present for a key minted by a JWT caller
 	fieldGroups      = "groups"
 	fieldRoles       = "roles"
 	fieldDescription = "description"
@@ -259,6 +280,9 @@ func (r *Record) hashFields() []any {
 		b, _ := r.RateLimit.MarshalJSON() // never fails
 		f = append(f, fieldRateLimit, string(b))
 	}
+	if r.Issuer != "" {
+		f = append(f, fieldIssuer, r.Issuer)
+	}
 	return f
 }
 
@@ -271,6 +295,7 @@ func decodeHash(hash string, m map[string]string) (*Record, error) {
 	r := &Record{
 		ID:          m[fieldID],
 		Owner:       m[fieldOwner],
+		Issuer:      m[fieldIssuer], // absent in records of the CLI namespace and older ones
 		Description: m[fieldDescription],
 		Hash:        hash,
 	}

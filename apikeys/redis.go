@@ -2,6 +2,8 @@ package apikeys
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,10 +21,11 @@ import (
 // of them live in one Cluster slot and scripts may touch several.
 const (
 	namespace     = "extauthz:{apikeys}:"
-	recordKeyPfx  = namespace + "key:"   // HASH, one per key: <sha256hex>
-	idKeyPfx      = namespace + "id:"    // STRING id → sha256hex
-	ownerKeyPfx   = namespace + "owner:" // SET of ids
-	idsKey        = namespace + "ids"    // HASH id → owner, every key
+	recordKeyPfx  = namespace + "key:"    // HASH, one per key: <sha256hex>
+	idKeyPfx      = namespace + "id:"     // STRING id → sha256hex
+	ownerKeyPfx   = namespace + "owner:"  // SET of ids, CLI namespace
+	issOwnerPfx   = namespace + "iowner:" // SET of ids, <sha256hex(issuer)>:<owner>
+	idsKey        = namespace + "ids"     // HASH id → owner, every key
 	EventsChannel = "extauthz:apikeys:events"
 	flushAllEvent = "*"
 	createdEvent  = "+" // followed by the sha256hex
@@ -36,11 +39,18 @@ const (
 // createScript writes a new key atomically and announces it.
 //
 // KEYS: record, id, owner set, ids hash.
-// ARGV: sha256hex, id, owner, expire-at in unix ms ("0": never), channel,
-// then the record's field/value pairs (Record.hashFields: rate_limit only
-// when the key has one). The script writes whatever pairs it is given, so
-// new record fields need no change here, and the record, its expiry and the
-// indexes appear together or not at all.
+// ARGV: sha256hex, id, the ids hash value (ownerIndexValue), expire-at in
+// unix ms ("0": never), channel, the live-key cap ("0": none), the id and
+// record key prefixes, then the record's field/value pairs
+// (Record.hashFields: rate_limit and issuer only when set). The script
+// writes whatever pairs it is given, so new record fields need no change
+// here, and the record, its expiry and the indexes appear together or not at
+// all. With a cap, the owner's live keys (id entry present, so not expired,
+// and revoked_at empty) are counted in the same step, so concurrent
+// creations cannot exceed it; ids whose key has gone are dropped from the
+// indexes on the way, and when the owner set holds more than 4*cap+16 ids,
+// the revoked ones leave it too (they stay in the ids hash and are still
+// refused), so a mint-and-revoke loop cannot make this script slow.
 var createScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[2])
 if cur then
@@ -48,7 +58,27 @@ if cur then
   return redis.error_reply('IDTAKEN id in use')
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('IDTAKEN hash in use') end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+local cap = tonumber(ARGV[6])
+if cap > 0 then
+  local live = 0
+  local prune = redis.call('SCARD', KEYS[3]) > 4 * cap + 16
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local h = redis.call('GET', ARGV[7] .. id)
+    if not h then
+      redis.call('SREM', KEYS[3], id)
+      redis.call('HDEL', KEYS[4], id)
+    elseif redis.call('EXISTS', ARGV[8] .. h) == 1 then
+      local rv = redis.call('HGET', ARGV[8] .. h, 'revoked_at')
+      if not rv or rv == '' then
+        live = live + 1
+      elseif prune then
+        redis.call('SREM', KEYS[3], id)
+      end
+    end
+  end
+  if live >= cap then return redis.error_reply('TOOMANY ' .. live .. ' live keys') end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('SET', KEYS[2], ARGV[1])
 if ARGV[4] ~= '0' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[4])
@@ -144,16 +174,48 @@ func (b *redisBackend) lookup(ctx context.Context, sum [32]byte) (*Record, error
 	return decodeHash(h, m)
 }
 
-func (b *redisBackend) create(ctx context.Context, rec *Record) error {
+// ownerSetKey names the SET of ids of owner in issuer's namespace: the
+// CLI namespace keeps its historical name, an issuer's owners live under
+// the SHA-256 of the issuer, so no owner name can reach another namespace.
+func ownerSetKey(issuer, owner string) string {
+	if issuer == "" {
+		return ownerKeyPfx + owner
+	}
+	sum := sha256.Sum256([]byte(issuer))
+	return issOwnerPfx + hex.EncodeToString(sum[:]) + ":" + owner
+}
+
+// ownerIndexValue is the ids hash value of a key: its owner in the CLI
+// namespace (as before issuers existed), else its full owner set key.
+func ownerIndexValue(issuer, owner string) string {
+	if issuer == "" {
+		return owner
+	}
+	return ownerSetKey(issuer, owner)
+}
+
+// ownerSetOf returns the owner set key named by an ids hash value.
+func ownerSetOf(v string) string {
+	if strings.HasPrefix(v, issOwnerPfx) {
+		return v
+	}
+	return ownerKeyPfx + v
+}
+
+func (b *redisBackend) create(ctx context.Context, rec *Record, maxLive int) error {
 	exp := "0"
 	if !rec.ExpiresAt.IsZero() {
 		exp = strconv.FormatInt(rec.ExpiresAt.UnixMilli(), 10)
 	}
-	keys := []string{recordKeyPfx + rec.Hash, idKeyPfx + rec.ID, ownerKeyPfx + rec.Owner, idsKey}
-	args := append([]any{rec.Hash, rec.ID, rec.Owner, exp, EventsChannel}, rec.hashFields()...)
+	keys := []string{recordKeyPfx + rec.Hash, idKeyPfx + rec.ID, ownerSetKey(rec.Issuer, rec.Owner), idsKey}
+	args := append([]any{rec.Hash, rec.ID, ownerIndexValue(rec.Issuer, rec.Owner), exp, EventsChannel,
+		max(maxLive, 0), idKeyPfx, recordKeyPfx}, rec.hashFields()...)
 	err := createScript.Run(ctx, b.rdb, keys, args...).Err()
 	if redis.HasErrorPrefix(err, "IDTAKEN") {
 		return errIDTaken
+	}
+	if redis.HasErrorPrefix(err, "TOOMANY") {
+		return fmt.Errorf("apikeys: create: %w (%d)", ErrTooManyKeys, maxLive)
 	}
 	if err != nil {
 		return b.fail("create", err)
@@ -179,8 +241,8 @@ func (b *redisBackend) get(ctx context.Context, id string) (*Record, error) {
 	return decodeHash(h, m)
 }
 
-func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error) {
-	owners := map[string]string{} // id → owner
+func (b *redisBackend) list(ctx context.Context, issuer, owner string) ([]*Record, error) {
+	owners := map[string]string{} // id → ids hash value (ownerIndexValue)
 	if owner == "" {
 		m, err := b.rdb.HGetAll(ctx, idsKey).Result()
 		if err != nil {
@@ -188,12 +250,12 @@ func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error
 		}
 		owners = m
 	} else {
-		ids, err := b.rdb.SMembers(ctx, ownerKeyPfx+owner).Result()
+		ids, err := b.rdb.SMembers(ctx, ownerSetKey(issuer, owner)).Result()
 		if err != nil {
 			return nil, b.fail("smembers", err)
 		}
 		for _, id := range ids {
-			owners[id] = owner
+			owners[id] = ownerIndexValue(issuer, owner)
 		}
 	}
 	ids := make([]string, 0, len(owners))
@@ -248,6 +310,9 @@ func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error
 				stale = append(stale, live[i])
 			case err != nil:
 				return nil, err
+			case owner != "" && (rec.Owner != owner || rec.Issuer != issuer):
+				// Not this namespace's key (an index edited by hand): never
+				// show it to the wrong owner.
 			default:
 				recs = append(recs, rec)
 			}
@@ -259,7 +324,7 @@ func (b *redisBackend) list(ctx context.Context, owner string) ([]*Record, error
 			for _, id := range stale {
 				p.HDel(ctx, idsKey, id)
 				if o := owners[id]; o != "" {
-					p.SRem(ctx, ownerKeyPfx+o, id)
+					p.SRem(ctx, ownerSetOf(o), id)
 				}
 			}
 			return nil

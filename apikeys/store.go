@@ -29,10 +29,14 @@ type backend interface {
 	// lookup returns the record with this hash (revoked and expired ones
 	// too), ErrNotFound, or an error matching ErrUnavailable.
 	lookup(ctx context.Context, sum [32]byte) (*Record, error)
-	// create stores rec atomically; errIDTaken if the id is in use.
-	create(ctx context.Context, rec *Record) error
+	// create stores rec atomically; errIDTaken if the id is in use, an
+	// error matching ErrTooManyKeys if maxLive > 0 and the owner has that
+	// many live keys.
+	create(ctx context.Context, rec *Record, maxLive int) error
 	get(ctx context.Context, id string) (*Record, error)
-	list(ctx context.Context, owner string) ([]*Record, error)
+	// list returns the records of owner in issuer's namespace, or every
+	// record when owner is "".
+	list(ctx context.Context, issuer, owner string) ([]*Record, error)
 	// revoke marks rec (as read by get) revoked at t.
 	revoke(ctx context.Context, rec *Record, t time.Time) error
 	ping(ctx context.Context) error
@@ -250,7 +254,8 @@ func (s *Store) flush() {
 
 // Create makes a new key and returns its secret, which is not stored and
 // cannot be shown again, with its record. Invalid options give an error
-// matching ErrInvalid.
+// matching ErrInvalid; an owner at its o.MaxLive cap one matching
+// ErrTooManyKeys.
 func (s *Store) Create(ctx context.Context, o CreateOptions) (secret string, rec *Record, err error) {
 	o, err = o.validate()
 	if err != nil {
@@ -269,7 +274,7 @@ func (s *Store) Create(ctx context.Context, o CreateOptions) (secret string, rec
 		}
 		sum := hashKey(key)
 		rec := newRecord(id, sum, o, time.Now())
-		err = s.be.create(ctx, rec)
+		err = s.be.create(ctx, rec, o.MaxLive)
 		if errors.Is(err, errIDTaken) {
 			continue
 		}
@@ -293,13 +298,21 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 	return s.be.get(ctx, id)
 }
 
-// List returns the records of one owner, or of everybody when owner is "",
-// revoked (until their tombstone expires) and expired ones included, sorted
-// by CreatedAt then ID.
+// List returns the records of one owner of the CLI namespace (keys created
+// by `extauthz keys create` or for an explicit owner by an admin), or of
+// everybody, every namespace, when owner is "", revoked (until their
+// tombstone expires) and expired ones included, sorted by CreatedAt then ID.
 func (s *Store) List(ctx context.Context, owner string) ([]*Record, error) {
+	return s.ListOwned(ctx, "", owner)
+}
+
+// ListOwned is List for owner in the namespace of issuer: the JWT issuer
+// of the caller that minted the keys, or "" for the CLI namespace. The
+// same owner under another issuer is somebody else and is not listed.
+func (s *Store) ListOwned(ctx context.Context, issuer, owner string) ([]*Record, error) {
 	ctx, cancel := s.callContext(ctx, s.opTime)
 	defer cancel()
-	recs, err := s.be.list(ctx, owner)
+	recs, err := s.be.list(ctx, issuer, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -310,6 +323,35 @@ func (s *Store) List(ctx context.Context, owner string) ([]*Record, error) {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return recs, nil
+}
+
+// RevokeOwner revokes every key of owner in issuer's namespace ("" is the
+// CLI namespace) that is not revoked yet, and returns how many it revoked.
+// Each revocation is atomic and published like Revoke's; a key created
+// while it runs may survive it (run it again). An empty owner is
+// ErrInvalid: it never means everybody.
+func (s *Store) RevokeOwner(ctx context.Context, issuer, owner string) (int, error) {
+	if owner == "" {
+		return 0, fmt.Errorf("apikeys: revoke owner: %w: owner is required", ErrInvalid)
+	}
+	recs, err := s.ListOwned(ctx, issuer, owner)
+	if err != nil {
+		return 0, err
+	}
+	n, now := 0, time.Now()
+	for _, rec := range recs {
+		if rec.check(now) != nil { // revoked or expired already
+			continue
+		}
+		switch err := s.Revoke(ctx, rec.ID); {
+		case errors.Is(err, ErrNotFound): // expired meanwhile
+		case err != nil:
+			return n, err
+		default:
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Revoke revokes the key with this public id. Every replica refuses it within

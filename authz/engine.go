@@ -87,7 +87,7 @@ type Header struct{ Name, Value string }
 type Identity struct {
 	Method  AuthMethod
 	Subject string
-	Issuer  string // JWT only
+	Issuer  string // JWT; for an API key minted by a JWT caller (self-service, exchange), its issuer
 	KeyID   string // API key only
 	// Groups and Roles come from the JWT's groups claim, the API key's
 	// record, or the matching peer_identity rule (mtls), mapped by
@@ -138,6 +138,9 @@ type Decision struct {
 	// otherwise. They do not make the request authenticated: Identity
 	// stays nil and nothing is set upstream.
 	KeyID, KeyOwner string
+	// KeyIssuer is the refused key's owner namespace (its minting JWT's
+	// issuer; "" for the CLI namespace).
+	KeyIssuer string
 }
 
 // Engine makes decisions. It is immutable once built; a config reload builds
@@ -538,7 +541,7 @@ func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (
 		reason := keyReason(ctx, err)
 		if d != nil && (reason == ReasonExpiredKey || reason == ReasonRevokedKey) {
 			if ke, ok := errors.AsType[*apikeys.KeyError](err); ok {
-				d.KeyID, d.KeyOwner = ke.ID, ke.Owner
+				d.KeyID, d.KeyOwner, d.KeyIssuer = ke.ID, ke.Owner, ke.Issuer
 			}
 		}
 		return nil, nil, reason
@@ -549,6 +552,7 @@ func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (
 	id := &Identity{
 		Method:  MethodAPIKey,
 		Subject: rec.Owner,
+		Issuer:  rec.Issuer, // "" for the CLI namespace
 		KeyID:   rec.ID,
 		Groups:  sortedGroups(rec.Groups),
 		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),

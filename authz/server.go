@@ -157,6 +157,9 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 			slog.String("event", event),
 			slog.String("subject", d.KeyOwner),
 			slog.String("key_id", d.KeyID))
+		if d.KeyIssuer != "" {
+			attrs = append(attrs, slog.String("issuer", d.KeyIssuer))
+		}
 	}
 	if d.Model != "" {
 		attrs = append(attrs, slog.String("model", d.Model))

@@ -5,12 +5,36 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 // Config is the api section of the configuration.
 type Config struct {
 	Exchange ExchangeConfig `yaml:"exchange"`
+	// MaxTTL caps the lifetime of a key created through self-service
+	// (apikeys:self), which must have one (default 24h; 0 means the
+	// default). Keys created by
+	// apikeys:admin holders and by the CLI are not capped.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// MaxKeysPerOwner caps the live (neither revoked nor expired) keys of
+	// one owner, issuer-qualified, that self-service and token exchange may
+	// mint (default 20; 0 means the default).
+	MaxKeysPerOwner int `yaml:"max_keys_per_owner"`
+	// MintRateLimit limits POST /v1/keys and POST /v1/token per caller
+	// (issuer and subject), in this process (default 10/1m, burst 10;
+	// absent means the default).
+	MintRateLimit ratelimit.Limit `yaml:"mint_rate_limit"`
 }
+
+// Defaults of the api section.
+const (
+	DefaultMaxTTL          = 24 * time.Hour
+	DefaultMaxKeysPerOwner = 20
+)
+
+// DefaultMintRateLimit is the default api.mint_rate_limit: 10 a minute.
+var DefaultMintRateLimit = ratelimit.Limit{Requests: 10, Per: time.Minute}
 
 // ExchangeConfig sets the lifetime of keys issued by token exchange.
 type ExchangeConfig struct {
@@ -24,15 +48,32 @@ type ExchangeConfig struct {
 	MaxTTL time.Duration `yaml:"max_ttl"`
 }
 
-// DefaultConfig returns the defaults: default_ttl 15m, max_ttl 1h.
+// DefaultConfig returns the defaults: exchange default_ttl 15m and max_ttl
+// 1h, max_ttl 24h, max_keys_per_owner 20, mint_rate_limit 10/1m.
 func DefaultConfig() Config {
-	return Config{Exchange: ExchangeConfig{DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour}}
+	return Config{
+		Exchange:        ExchangeConfig{DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour},
+		MaxTTL:          DefaultMaxTTL,
+		MaxKeysPerOwner: DefaultMaxKeysPerOwner,
+		MintRateLimit:   DefaultMintRateLimit,
+	}
 }
 
 // Validate checks c; known reports whether a role is defined. Each problem
 // names its path, the rule and a fix.
 func (c Config) Validate(known func(string) bool) error {
 	var errs []error
+	if c.MaxTTL < 0 {
+		errs = append(errs, errors.New("api.max_ttl: must be positive (or absent for 24h), e.g. 24h"))
+	}
+	if c.MaxKeysPerOwner < 0 {
+		errs = append(errs, errors.New("api.max_keys_per_owner: must be at least 1 (or absent for 20), e.g. 20"))
+	}
+	if !c.MintRateLimit.IsZero() {
+		if err := c.MintRateLimit.Check("api.mint_rate_limit"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	x := c.Exchange
 	if x.DefaultTTL <= 0 {
 		errs = append(errs, errors.New("api.exchange.default_ttl: must be positive, e.g. 15m"))
@@ -58,6 +99,21 @@ func (c Config) Validate(known func(string) bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withDefaults fills the zero values of max_ttl, max_keys_per_owner and
+// mint_rate_limit with their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxTTL == 0 {
+		c.MaxTTL = DefaultMaxTTL
+	}
+	if c.MaxKeysPerOwner == 0 {
+		c.MaxKeysPerOwner = DefaultMaxKeysPerOwner
+	}
+	if c.MintRateLimit.IsZero() {
+		c.MintRateLimit = DefaultMintRateLimit
+	}
+	return c
 }
 
 // ttl returns the lifetime of a key exchanged for roles: the shortest

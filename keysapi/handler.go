@@ -49,9 +49,13 @@ type Authenticator interface {
 // Store is the key store; *apikeys.Store implements it.
 type Store interface {
 	Create(ctx context.Context, o apikeys.CreateOptions) (string, *apikeys.Record, error)
-	List(ctx context.Context, owner string) ([]*apikeys.Record, error)
+	// ListOwned lists owner's keys in issuer's namespace ("" is the CLI
+	// namespace), or every key when owner is "".
+	ListOwned(ctx context.Context, issuer, owner string) ([]*apikeys.Record, error)
 	Get(ctx context.Context, id string) (*apikeys.Record, error)
 	Revoke(ctx context.Context, id string) error
+	// RevokeOwner revokes every key of owner in issuer's namespace.
+	RevokeOwner(ctx context.Context, issuer, owner string) (int, error)
 }
 
 // Deps are the Handler's collaborators. Auth returns the current engine (a
@@ -73,6 +77,7 @@ type Handler struct {
 	cfg  Config
 	deps Deps
 	mux  *http.ServeMux
+	mint *mintLimiter
 }
 
 // New returns the API handler. cfg must be valid (Config.Validate).
@@ -83,11 +88,12 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, deps: deps, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, deps: deps, mux: http.NewServeMux(), mint: newMintLimiter()}
 	h.mux.HandleFunc("POST /v1/keys", h.createKey)
 	h.mux.HandleFunc("GET /v1/keys", h.listKeys)
 	h.mux.HandleFunc("GET /v1/keys/{id}", h.getKey)
 	h.mux.HandleFunc("DELETE /v1/keys/{id}", h.revokeKey)
+	h.mux.HandleFunc("DELETE /v1/keys", h.revokeOwner)
 	h.mux.HandleFunc("POST /v1/token", h.exchange)
 	h.mux.HandleFunc("DELETE /v1/token/{id}", h.revokeToken)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -108,6 +114,7 @@ type keyJSON struct {
 	ID          string     `json:"id"`
 	Key         string     `json:"key,omitempty"`
 	Owner       string     `json:"owner"`
+	Issuer      string     `json:"issuer,omitempty"` // the owner's namespace; absent: the CLI's
 	Groups      []string   `json:"groups"`
 	Roles       []string   `json:"roles"`
 	Description string     `json:"description,omitempty"`
@@ -119,7 +126,7 @@ type keyJSON struct {
 
 func (h *Handler) show(rec *apikeys.Record) keyJSON {
 	k := keyJSON{
-		ID: rec.ID, Owner: rec.Owner, Groups: nonNil(rec.Groups), Roles: nonNil(rec.Roles),
+		ID: rec.ID, Owner: rec.Owner, Issuer: rec.Issuer, Groups: nonNil(rec.Groups), Roles: nonNil(rec.Roles),
 		Description: rec.Description, CreatedAt: rec.CreatedAt.UTC(), Status: rec.Status(h.deps.Now()),
 	}
 	if !rec.ExpiresAt.IsZero() {
@@ -171,16 +178,71 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, auth Auth
 		writeError(w, http.StatusForbidden, "forbidden", "managing API keys needs the permission apikeys:self or apikeys:admin")
 		return nil
 	}
+	if !c.admin && !selfServes(id) {
+		writeError(w, http.StatusForbidden, "forbidden", "apikeys:self is for JWT and API key callers only")
+		return nil
+	}
 	return c
+}
+
+// selfServes reports whether id has an owner namespace of its own: a JWT
+// (its issuer) or an API key (its record's issuer, "" for the CLI
+// namespace). Other identities (introspected tokens) would otherwise land
+// in the CLI namespace and reach its owners' keys.
+func selfServes(id *authz.Identity) bool {
+	return id.Method == authz.MethodJWT || id.Method == authz.MethodAPIKey
+}
+
+// ownedBy reports whether rec belongs to id: same owner in the same
+// issuer's namespace. Alice of one identity provider is not alice of
+// another, nor the alice of the CLI namespace.
+func ownedBy(rec *apikeys.Record, id *authz.Identity) bool {
+	return selfServes(id) && rec.Owner == id.Subject && rec.Issuer == id.Issuer
 }
 
 // owns reports whether c may see and revoke rec.
 func (c *caller) owns(rec *apikeys.Record) bool {
-	return c.admin || rec.Owner == c.id.Subject
+	return c.admin || ownedBy(rec, c.id)
+}
+
+// limitMint spends one mint of the caller's budget (api.mint_rate_limit),
+// answering 429 with retry-after itself when it is spent.
+func (h *Handler) limitMint(w http.ResponseWriter, id *authz.Identity, cfg Config, oauth bool) bool {
+	ok, retry := h.mint.allow(callerKey(id), cfg.MintRateLimit, h.deps.Now())
+	if ok {
+		return true
+	}
+	h.deps.Metrics.count(EventMintLimited)
+	w.Header().Set("retry-after", retry)
+	if oauth {
+		// RFC 6749 has no rate error; slow_down is RFC 8628's.
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many keys minted by this subject; retry later")
+	} else {
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many keys created by this caller; retry later")
+	}
+	return false
+}
+
+func (h *Handler) config() Config {
+	if h.deps.Config != nil {
+		return h.deps.Config().withDefaults()
+	}
+	return h.cfg.withDefaults()
+}
+
+// missing returns the first of want that have does not hold, or "".
+func missing(want, have []string) string {
+	for _, v := range want {
+		if !slices.Contains(have, v) {
+			return v
+		}
+	}
+	return ""
 }
 
 type createRequest struct {
 	Owner       string   `json:"owner"`
+	Issuer      string   `json:"issuer"`
 	Groups      []string `json:"groups"`
 	Roles       []string `json:"roles"`
 	TTL         string   `json:"ttl"`
@@ -193,6 +255,10 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
+	cfg := h.config()
+	if !h.limitMint(w, c.id, cfg, false) {
+		return
+	}
 	var req createRequest
 	if !decodeJSON(w, r, &req) {
 		return
@@ -201,37 +267,63 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) {
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "invalid_request", "ttl: must be a positive Go duration, e.g. 720h")
+			writeError(w, http.StatusBadRequest, "invalid_request", "ttl: must be a positive Go duration, e.g. 8h")
 			return
 		}
 		ttl = d
 	}
 	if req.Owner == "" {
-		req.Owner = c.id.Subject
+		// The caller's own key, in its issuer's namespace.
+		if req.Issuer != "" && req.Issuer != c.id.Issuer {
+			writeError(w, http.StatusBadRequest, "invalid_request", "issuer: set owner too, or leave both out for a key of the caller")
+			return
+		}
+		req.Owner, req.Issuer = c.id.Subject, c.id.Issuer
 	}
+	maxLive := 0
 	if !c.admin {
 		// A key cannot mint keys: otherwise a 2-minute key from token
 		// exchange (or a leaked key about to be revoked) could create a
 		// permanent one. Self-service creation needs a JWT.
-		if c.id.Method == authz.MethodAPIKey {
+		if c.id.Method != authz.MethodJWT {
 			writeError(w, http.StatusForbidden, "forbidden", "apikeys:self creates keys for a JWT caller only: an API key cannot create keys that outlive it")
 			return
 		}
-		if req.Owner != c.id.Subject {
+		if req.Owner != c.id.Subject || req.Issuer != c.id.Issuer {
 			writeError(w, http.StatusForbidden, "forbidden", "apikeys:self allows keys owned by the caller only")
+			return
+		}
+		// Groups and roles are subsets of the caller's: an invented group
+		// would reach the upstream (which may trust it) and a later
+		// role_mapping rule could upgrade it.
+		if g := missing(req.Groups, c.id.Groups); g != "" {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the key would have group %q, which the caller does not have", g))
+			return
+		}
+		if role := missing(req.Roles, c.id.Roles); role != "" {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the key would have role %q, which the caller does not have", role))
 			return
 		}
 		// The key's effective roles (groups mapped, direct roles, default
 		// roles) must be a subset of the caller's: no escalation.
-		for _, role := range auth.MapRoles(req.Groups, req.Roles) {
-			if !slices.Contains(c.id.Roles, role) {
-				writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the key would have role %q, which the caller does not have", role))
-				return
-			}
+		if role := missing(auth.MapRoles(req.Groups, req.Roles), c.id.Roles); role != "" {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the key would have role %q, which the caller does not have", role))
+			return
 		}
+		// A short-lived token cannot become permanent access.
+		if ttl == 0 {
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("ttl: required for a self-service key, at most %s (api.max_ttl)", cfg.MaxTTL))
+			return
+		}
+		if ttl > cfg.MaxTTL {
+			writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("ttl: at most %s (api.max_ttl)", cfg.MaxTTL))
+			return
+		}
+		maxLive = cfg.MaxKeysPerOwner
 	}
 	secret, rec, err := h.deps.Store.Create(r.Context(), apikeys.CreateOptions{
-		Owner: req.Owner, Groups: req.Groups, Roles: req.Roles, Description: req.Description, TTL: ttl,
+		Owner: req.Owner, Issuer: req.Issuer, Groups: req.Groups, Roles: req.Roles, Description: req.Description, TTL: ttl,
+		MaxLive: maxLive,
 	})
 	if err != nil {
 		h.storeError(w, r, "create", err)
@@ -248,15 +340,19 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	owner := r.URL.Query().Get("owner")
+	q := r.URL.Query()
+	owner, issuer := q.Get("owner"), q.Get("issuer")
 	if !c.admin {
-		if owner != "" && owner != c.id.Subject {
+		if (owner != "" && owner != c.id.Subject) || (q.Has("issuer") && issuer != c.id.Issuer) {
 			writeError(w, http.StatusForbidden, "forbidden", "apikeys:self lists the caller's own keys only")
 			return
 		}
-		owner = c.id.Subject
+		owner, issuer = c.id.Subject, c.id.Issuer
+	} else if owner == "" && issuer != "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "issuer: needs owner")
+		return
 	}
-	recs, err := h.deps.Store.List(r.Context(), owner)
+	recs, err := h.deps.Store.ListOwned(r.Context(), issuer, owner)
 	if err != nil {
 		h.storeError(w, r, "list", err)
 		return
@@ -265,9 +361,46 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 		Keys []keyJSON `json:"keys"`
 	}{Keys: make([]keyJSON, 0, len(recs))}
 	for _, rec := range recs {
+		if !c.owns(rec) {
+			continue // defence in depth: the store lists by namespace already
+		}
 		out.Keys = append(out.Keys, h.show(rec))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// revokeOwner revokes every key of ?owner= in the namespace of ?issuer=
+// (absent: the CLI namespace). apikeys:admin only.
+func (h *Handler) revokeOwner(w http.ResponseWriter, r *http.Request) {
+	c := h.authenticate(w, r, h.deps.Auth())
+	if c == nil {
+		return
+	}
+	if !c.admin {
+		writeError(w, http.StatusForbidden, "forbidden", "revoking every key of an owner needs apikeys:admin")
+		return
+	}
+	q := r.URL.Query()
+	owner, issuer := q.Get("owner"), q.Get("issuer")
+	if owner == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "owner: required, e.g. DELETE /v1/keys?owner=alice&issuer=https://issuer.example")
+		return
+	}
+	n, err := h.deps.Store.RevokeOwner(r.Context(), issuer, owner)
+	h.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "apikey owner revoked",
+		slog.String("event", EventRevoked), slog.String("owner", owner), slog.String("owner_issuer", issuer),
+		slog.Int("revoked", n), slog.String("actor", c.id.Subject), slog.String("actor_issuer", c.id.Issuer),
+		slog.String("actor_method", c.id.Method.String()))
+	h.deps.Metrics.add(EventRevoked, n)
+	if err != nil {
+		h.storeError(w, r, "revoke", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Owner   string `json:"owner"`
+		Issuer  string `json:"issuer,omitempty"`
+		Revoked int    `json:"revoked"`
+	}{owner, issuer, n})
 }
 
 // ownedKey returns the record with the path's id if c may see it, else
@@ -341,7 +474,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		h.storeError(w, r, "get", err)
 		return
 	}
-	if rec.Description != ExchangeDescription || (rec.Owner != id.Subject && !auth.Permits(id.Roles, PermAdmin)) {
+	if rec.Description != ExchangeDescription || (!ownedBy(rec, id) && !auth.Permits(id.Roles, PermAdmin)) {
 		writeError(w, http.StatusNotFound, "not_found", "no such exchanged token")
 		return
 	}
@@ -401,6 +534,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := h.deps.Auth()
+	cfg := h.config()
 	id, exp, reason := auth.AuthenticateJWT(r.Context(), token)
 	if id == nil {
 		if authz.ReasonCode(reason) == authz.Unavailable {
@@ -411,6 +545,9 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		}
 		h.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "token exchange refused", slog.String("reason", string(reason)))
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the subject token is not a valid JWT of a configured provider")
+		return
+	}
+	if !h.limitMint(w, id, cfg, true) {
 		return
 	}
 	granted := id.Roles
@@ -431,10 +568,6 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := h.deps.Now()
-	cfg := h.cfg
-	if h.deps.Config != nil {
-		cfg = h.deps.Config()
-	}
 	ttl := cfg.Exchange.ttl(granted)
 	if !exp.IsZero() {
 		// A one-second margin: the store stamps the expiry a moment later.
@@ -448,9 +581,15 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 	}
 	ttl = ttl.Truncate(time.Second)
 	secret, rec, err := h.deps.Store.Create(r.Context(), apikeys.CreateOptions{
-		Owner: id.Subject, Roles: granted, Description: ExchangeDescription, TTL: ttl,
+		Owner: id.Subject, Issuer: id.Issuer, Roles: granted, Description: ExchangeDescription, TTL: ttl,
+		MaxLive: cfg.MaxKeysPerOwner,
 	})
 	if err != nil {
+		if errors.Is(err, apikeys.ErrTooManyKeys) {
+			oauthError(w, http.StatusBadRequest, "invalid_request",
+				fmt.Sprintf("the subject has %d live keys, the most allowed (api.max_keys_per_owner): revoke one or wait for one to expire", cfg.MaxKeysPerOwner))
+			return
+		}
 		if errors.Is(err, apikeys.ErrInvalid) {
 			// A subject or role the store cannot hold (not printable ASCII).
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "the subject token's subject or roles cannot be held by an API key")
@@ -476,7 +615,9 @@ func (h *Handler) audit(ctx context.Context, event string, rec *apikeys.Record, 
 		slog.String("event", event),
 		slog.String("key_id", rec.ID),
 		slog.String("owner", rec.Owner),
+		slog.String("owner_issuer", rec.Issuer),
 		slog.String("actor", actor.Subject),
+		slog.String("actor_issuer", actor.Issuer),
 		slog.String("actor_method", actor.Method.String()),
 		slog.Any("roles", nonNil(rec.Roles)),
 	}
@@ -495,6 +636,8 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, op string, 
 	switch {
 	case errors.Is(err, apikeys.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such key")
+	case errors.Is(err, apikeys.ErrTooManyKeys):
+		writeError(w, http.StatusConflict, "too_many_keys", "the owner has the most live keys allowed (api.max_keys_per_owner): revoke one or wait for one to expire")
 	case errors.Is(err, apikeys.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "apikeys: create: "))
 	default:

@@ -74,6 +74,7 @@ func (l *lockedBuffer) String() string {
 type env struct {
 	t      *testing.T
 	idp    *jwkstest.Server
+	idpB   *jwkstest.Server // a second provider, whose subjects collide with idp's
 	store  *apikeys.Store
 	engine *authz.Engine
 	api    http.Handler
@@ -82,16 +83,21 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	redis := apikeystest.StartServer(t)
 	idp := jwkstest.NewServer(t)
+	idpB := jwkstest.NewServer(t)
 	quiet := slog.New(slog.DiscardHandler)
 	jcfg := jwks.DefaultConfig()
-	jcfg.Providers = []jwks.ProviderConfig{{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL()}}
+	jcfg.Providers = []jwks.ProviderConfig{
+		{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL()},
+		{Name: "idp-b", Issuer: idpB.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idpB.JWKSURL()},
+	}
 	jcfg.Providers[0].ApplyDefaults()
+	jcfg.Providers[1].ApplyDefaults()
 	v, err := jwks.New(ctx, jcfg, jwks.Deps{Logger: quiet, Metrics: jwks.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +126,9 @@ func newEnv(t *testing.T) *env {
 	reg := prometheus.NewRegistry()
 	cfg := keysapi.DefaultConfig()
 	cfg.Exchange = testExchange
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := cfg.Validate(mapper.Known); err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +141,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := &env{t: t, idp: idp, store: store, engine: e, api: api, check: srv.HTTP(), logs: logs, reg: reg}
+	en := &env{t: t, idp: idp, idpB: idpB, store: store, engine: e, api: api, check: srv.HTTP(), logs: logs, reg: reg}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := v.Verify(ctx, en.jwt("probe", time.Hour)); err == nil {
+		_, errA := v.Verify(ctx, en.jwt("probe", time.Hour))
+		_, errB := v.Verify(ctx, en.jwtB("probe", time.Hour))
+		if errA == nil && errB == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -154,6 +165,16 @@ func (en *env) jwt(sub string, ttl time.Duration, groups ...string) string {
 		c["groups"] = groups
 	}
 	return en.idp.Sign(jwt.MapClaims(c))
+}
+
+// jwtB is jwt signed by the second provider.
+func (en *env) jwtB(sub string, ttl time.Duration, groups ...string) string {
+	c := en.idpB.Claims(sub, "llm-gateway")
+	c["exp"] = time.Now().Add(ttl).Unix()
+	if groups != nil {
+		c["groups"] = groups
+	}
+	return en.idpB.Sign(jwt.MapClaims(c))
 }
 
 type reply struct {
@@ -213,6 +234,16 @@ func (en *env) checkStatus(path, cred string) int {
 	rec := httptest.NewRecorder()
 	en.check.ServeHTTP(rec, req)
 	return rec.Code
+}
+
+// checkHeaders runs a forward-auth check of path with cred and returns the
+// status and the response headers (the identity headers on allow).
+func (en *env) checkHeaders(path, cred string) (int, http.Header) {
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header.Set("authorization", "Bearer "+cred)
+	rec := httptest.NewRecorder()
+	en.check.ServeHTTP(rec, req)
+	return rec.Code, rec.Header()
 }
 
 func ids(r reply) []string {
@@ -275,7 +306,9 @@ func TestHandler_SelfService(t *testing.T) {
 	alice := en.jwt("alice", time.Hour, "eng") // developer, viewer: apikeys:self
 	viewer := en.jwt("vic", time.Hour)         // viewer only: no key permission
 	bob := en.jwt("bob", time.Hour, "eng")     // another developer
-	_, bobKey, err := en.store.Create(context.Background(), apikeys.CreateOptions{Owner: "bob", Roles: []string{"developer"}})
+	// bob's key in his provider's namespace: a CLI key of owner "bob" is
+	// somebody else's (TestHandler_TwoProvidersSameSubject).
+	_, bobKey, err := en.store.Create(context.Background(), apikeys.CreateOptions{Owner: "bob", Issuer: en.idp.Issuer(), Roles: []string{"developer"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,10 +544,11 @@ func TestHandler_ExchangeEndToEnd(t *testing.T) {
 		t.Errorf("audit events of %s (-want +got):\n%s", id, diff)
 	}
 	exp := `
-# HELP extauthz_apikey_events_total API key lifecycle events through the key API: created, exchanged (token exchange), revoked.
+# HELP extauthz_apikey_events_total API key lifecycle events through the key API: created, exchanged (token exchange), revoked, mint_limited (refused by api.mint_rate_limit).
 # TYPE extauthz_apikey_events_total counter
 extauthz_apikey_events_total{event="created"} 0
 extauthz_apikey_events_total{event="exchanged"} 2
+extauthz_apikey_events_total{event="mint_limited"} 0
 extauthz_apikey_events_total{event="revoked"} 2
 `
 	if err := testutil.GatherAndCompare(en.reg, strings.NewReader(exp), "extauthz_apikey_events_total"); err != nil {

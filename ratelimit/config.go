@@ -40,10 +40,13 @@ type KeyBy string
 // The key values. The empty KeyBy means KeySubject.
 const (
 	// KeySubject counts per authenticated subject: a JWT's issuer and
-	// subject, or an API key's owner (all of the owner's keys share it).
+	// subject, or an API key's owner qualified by its issuer (all of the
+	// owner's keys share it, and a JWT caller shares it with the keys it
+	// minted).
 	KeySubject KeyBy = "subject"
-	// KeyKeyID counts per API key; callers with a JWT are counted per
-	// subject.
+	// KeyKeyID counts per API key; callers with a JWT, and the keys they
+	// minted (self-service, token exchange), are counted per issuer and
+	// subject, so minting keys never adds budget.
 	KeyKeyID KeyBy = "key_id"
 	// KeyRole counts per role: every caller holding the role whose limit
 	// applies shares one budget. When the limit does not come from a role
@@ -310,3 +313,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Check returns the problems of l (requests 1 to 1000000, per 1s to 24h,
+// burst 0 to 1000000), each naming path, or nil.
+func (l Limit) Check(path string) error { return errors.Join(l.validate(path)...) }
+
+// Normalized returns l with Burst filled in (0 means Requests).
+func (l Limit) Normalized() Limit { return l.normalized() }

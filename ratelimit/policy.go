@@ -23,8 +23,10 @@ const maxIDLen = 128
 // authenticated request.
 type Caller struct {
 	Subject string // JWT subject or API key owner
-	Issuer  string // JWT only
-	KeyID   string // API key only
+	// Issuer qualifies Subject: the JWT's issuer, or for an API key minted
+	// by a JWT caller (self-service, token exchange) that caller's issuer.
+	Issuer string
+	KeyID  string // API key only
 	// Roles are the caller's roles after mapping (sorted, as rolemap
 	// returns them).
 	Roles []string
@@ -191,10 +193,15 @@ func bestRole(limits map[string]Limit, roles []string) (string, Limit, bool) {
 
 // counterKey names the counter. A key's own limit always counts per key;
 // key_id falls back to the subject for JWT callers, and role to the subject
-// when the limit did not come from a role.
+// when the limit did not come from a role. A key minted by a JWT caller
+// (its Issuer is set) always counts as its minting identity, issuer and
+// subject, whatever key says: minting more keys never adds budget.
 func counterKey(by KeyBy, src Source, role string, c Caller, route string) string {
 	kind, id := "s", subjectID(c)
+	minted := c.KeyID != "" && c.Issuer != ""
 	switch {
+	case minted && !(by == KeyRole && role != ""):
+		// the minting identity's budget
 	case src == SourceKey && c.KeyID != "":
 		kind, id = "k", escapeID(c.KeyID)
 	case by == KeyKeyID && c.KeyID != "":

@@ -126,3 +126,49 @@ func TestNewPolicy_RefusesInvalidConfig(t *testing.T) {
 		t.Errorf("NewPolicy = %v, want the route problem", err)
 	}
 }
+
+// TestPolicy_MintedKeysShareTheMintingBudget proves that keys minted by a
+// JWT caller (self-service, token exchange: their Issuer is set) spend the
+// budget of the minting identity, issuer and subject, under every key
+// setting, so 50 minted keys are never 50 budgets; and that the same
+// subject of two issuers has two budgets.
+func TestPolicy_MintedKeysShareTheMintingBudget(t *testing.T) {
+	cfg := Config{Default: &Limit{Requests: 60, Per: time.Minute}}
+	routes := []Route{
+		{Name: "by-subject", Limit: &RouteLimit{Key: KeySubject}},
+		{Name: "by-key", Limit: &RouteLimit{Key: KeyKeyID}},
+		{Name: "by-role", Limit: &RouteLimit{Key: KeyRole}},
+	}
+	p, err := NewPolicy(cfg, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const issA, issB = "https://a.example", "https://b.example"
+	jwtA := Caller{Subject: "alice", Issuer: issA}
+	mintedA1 := Caller{Subject: "alice", Issuer: issA, KeyID: "key_minted00001"}
+	mintedA2 := Caller{Subject: "alice", Issuer: issA, KeyID: "key_minted00002"}
+	jwtB := Caller{Subject: "alice", Issuer: issB}
+	cliKey := Caller{Subject: "alice", KeyID: "key_cli00000001"}
+	for _, route := range []string{"by-subject", "by-key", "by-role"} {
+		t.Run(route, func(t *testing.T) {
+			key := func(c Caller) string {
+				r, ok := p.Resolve(route, c)
+				if !ok {
+					t.Fatalf("no rule for %+v", c)
+				}
+				return r.Key
+			}
+			want := "extauthz:rl:{s:https://a.example|alice}:" + route
+			got := []string{key(jwtA), key(mintedA1), key(mintedA2)}
+			if diff := cmp.Diff([]string{want, want, want}, got); diff != "" {
+				t.Errorf("a JWT caller and its minted keys (-want +got):\n%s", diff)
+			}
+			if k := key(jwtB); k == want {
+				t.Errorf("provider B's alice shares provider A's alice's budget %q", k)
+			}
+			if k := key(cliKey); k == want {
+				t.Errorf("the CLI namespace's alice shares provider A's alice's budget %q", k)
+			}
+		})
+	}
+}

@@ -81,8 +81,12 @@ func (c currentStore) Create(ctx context.Context, o apikeys.CreateOptions) (stri
 	return c.s.cur.Load().store.Create(ctx, o)
 }
 
-func (c currentStore) List(ctx context.Context, owner string) ([]*apikeys.Record, error) {
-	return c.s.cur.Load().store.List(ctx, owner)
+func (c currentStore) ListOwned(ctx context.Context, issuer, owner string) ([]*apikeys.Record, error) {
+	return c.s.cur.Load().store.ListOwned(ctx, issuer, owner)
+}
+
+func (c currentStore) RevokeOwner(ctx context.Context, issuer, owner string) (int, error) {
+	return c.s.cur.Load().store.RevokeOwner(ctx, issuer, owner)
 }
 
 func (c currentStore) Get(ctx context.Context, id string) (*apikeys.Record, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,6 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/extauthz/extauthz/apikeys/apikeystest"
 )
 
 const apiPolicy = `roles: {viewer: [models:list], developer: [models:list, chat:invoke, apikeys:self]}
@@ -108,5 +114,77 @@ func TestServe_KeyAPIOnItsOwnListener(t *testing.T) {
 		if strings.Contains(l, key) {
 			t.Fatalf("a log line contains the exchanged key: %s", l)
 		}
+	}
+}
+
+// TestServe_MintedKeysShareTheCallersBudget runs the real binary with the
+// key API and rate_limits.key: key_id in a real Redis: a JWT caller and the
+// keys it exchanged spend one budget (issuer + subject), so minting keys
+// never multiplies it, while a CLI key of the same owner name (another
+// namespace) keeps its own.
+func TestServe_MintedKeysShareTheCallersBudget(t *testing.T) {
+	redis := apikeystest.StartServer(t)
+	policy := apiPolicy + `rate_limits:
+  key: key_id
+  default: {requests: 3, per: 1m}
+`
+	path := devConfig(t, policy, "")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "admin: 127.0.0.1:0}", "admin: 127.0.0.1:0, api: 127.0.0.1:0}", 1)
+	s = strings.Replace(s, "api_keys: {file: keys.json}", `api_keys: {redis: {addrs: ["`+redis.URL()+`"]}}`, 1)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, path)
+	p.waitReady(t)
+	var line map[string]any
+	if err := json.Unmarshal([]byte(p.waitLog(t, `"key API serving"`)), &line); err != nil {
+		t.Fatal(err)
+	}
+	api := "http://" + line["api"].(string)
+	client, _ := p.client(t)
+
+	alice := mintToken(t, "alice", "eng")
+	exchange := func() string {
+		t.Helper()
+		form := url.Values{
+			"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token":      {alice},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+		}
+		resp, err := http.Post(api+"/v1/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != 200 {
+			t.Fatalf("exchange: %d %v", resp.StatusCode, m)
+		}
+		return m["access_token"].(string)
+	}
+	key1, key2 := exchange(), exchange()
+	var out, errb strings.Builder
+	if code := runKeys(context.Background(), []string{"create", "--config", path, "--owner", "alice", "--json"}, &out, &errb); code != 0 {
+		t.Fatalf("keys create: %d %s", code, errb.String())
+	}
+	var cli keyView
+	if err := json.Unmarshal([]byte(out.String()), &cli); err != nil {
+		t.Fatal(err)
+	}
+	models := func(cred string) *authv3.CheckRequest {
+		return checkReq("GET", "/v1/models", map[string]string{"authorization": "Bearer " + cred})
+	}
+	var got []int
+	for _, cred := range []string{alice, key1, key2, key1, alice, cli.Key} {
+		_, st := check(t, client, models(cred))
+		got = append(got, st)
+	}
+	if diff := cmp.Diff([]int{200, 200, 200, 429, 429, 200}, got); diff != "" {
+		t.Errorf("statuses of alice, key1, key2, key1, alice, the CLI's alice (-want +got):\n%s", diff)
 	}
 }

@@ -22,15 +22,23 @@ import (
 const keysUsage = `Usage:
   extauthz keys create --config FILE --owner NAME [--groups a,b] [--roles r] [--ttl 720h] [--description TEXT]
                        [--rate-limit 10/1m[,burst=N]] [--json]
-  extauthz keys list   --config FILE [--owner NAME] [--json]
+  extauthz keys list   --config FILE [--owner NAME [--issuer URL]] [--json]
   extauthz keys show   --config FILE ID [--json]
   extauthz keys revoke --config FILE ID
+  extauthz keys revoke --config FILE --owner NAME [--issuer URL]
 
 The key store is the one of api_keys in FILE: Redis, or the embedded store's
 api_keys.file in development. create prints the secret once; only its SHA-256
 is stored. --rate-limit gives the key its own limit, which beats every
 limit of rate_limits and routes and is counted per key. Flags may come
 before or after ID.
+
+Owners are qualified by an issuer: keys created here belong to the CLI
+namespace (no issuer); keys minted through the key API by a JWT caller
+(self-service, token exchange) belong to that JWT's issuer. --issuer picks
+that namespace for list and revoke --owner; without it they act on the CLI
+namespace only. revoke --owner revokes every key of the owner and prints
+how many.
 `
 
 // runKeys implements `extauthz keys create|list|show|revoke`. It returns 0 on
@@ -241,16 +249,20 @@ func (k *keysCmd) create(ctx context.Context, args []string) int {
 func (k *keysCmd) list(ctx context.Context, args []string) int {
 	fs := k.flags()
 	owner := fs.String("owner", "", "only this owner's keys")
+	issuer := fs.String("issuer", "", "with --owner: the owner's issuer (default: the CLI namespace)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, code, done := k.parse(fs, args, 0); done {
 		return code
+	}
+	if *issuer != "" && *owner == "" {
+		return k.usage("--issuer needs --owner")
 	}
 	s, code := k.open(ctx)
 	if code != 0 {
 		return code
 	}
 	defer s.Close()
-	recs, err := s.List(ctx, *owner)
+	recs, err := s.ListOwned(ctx, *issuer, *owner)
 	if err != nil {
 		return k.opError(err, "")
 	}
@@ -267,10 +279,10 @@ func (k *keysCmd) list(ctx context.Context, args []string) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(k.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tOWNER\tSTATUS\tGROUPS\tROLES\tRATE LIMIT\tCREATED\tEXPIRES\tHASH\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tOWNER\tISSUER\tSTATUS\tGROUPS\tROLES\tRATE LIMIT\tCREATED\tEXPIRES\tHASH\tDESCRIPTION")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.ID, r.Owner, r.Status(now), orDash(strings.Join(r.Groups, ",")), orDash(strings.Join(r.Roles, ",")), limitString(r.RateLimit),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ID, r.Owner, orDash(r.Issuer), r.Status(now), orDash(strings.Join(r.Groups, ",")), orDash(strings.Join(r.Roles, ",")), limitString(r.RateLimit),
 			r.CreatedAt.UTC().Format(time.RFC3339), orNever(r.ExpiresAt), apikeys.HashPrefix(r.Hash), oneLine(r.Description, 40))
 	}
 	if err := tw.Flush(); err != nil {
@@ -304,15 +316,32 @@ func (k *keysCmd) show(ctx context.Context, args []string) int {
 
 func (k *keysCmd) revoke(ctx context.Context, args []string) int {
 	fs := k.flags()
-	pos, code, done := k.parse(fs, args, 1)
+	owner := fs.String("owner", "", "revoke every key of this owner instead of one ID")
+	issuer := fs.String("issuer", "", "with --owner: the owner's issuer (default: the CLI namespace)")
+	positional := 1
+	if slices.ContainsFunc(args, func(a string) bool {
+		return a == "--owner" || a == "-owner" || strings.HasPrefix(a, "--owner=") || strings.HasPrefix(a, "-owner=")
+	}) {
+		positional = 0
+	}
+	pos, code, done := k.parse(fs, args, positional)
 	if done {
 		return code
+	}
+	switch {
+	case positional == 0 && *owner == "":
+		return k.usage("--owner needs a name")
+	case *issuer != "" && *owner == "":
+		return k.usage("--issuer needs --owner")
 	}
 	s, code := k.open(ctx)
 	if code != 0 {
 		return code
 	}
 	defer s.Close()
+	if *owner != "" {
+		return k.revokeOwner(ctx, s, *issuer, *owner)
+	}
 	id := pos[0]
 	rec, err := s.Get(ctx, id)
 	if err != nil {
@@ -334,12 +363,30 @@ func (k *keysCmd) revoke(ctx context.Context, args []string) int {
 	return 0
 }
 
+// revokeOwner revokes every key of owner in issuer's namespace.
+func (k *keysCmd) revokeOwner(ctx context.Context, s *apikeys.Store, issuer, owner string) int {
+	n, err := s.RevokeOwner(ctx, issuer, owner)
+	who := fmt.Sprintf("owner %q", owner)
+	if issuer != "" {
+		who += fmt.Sprintf(" of issuer %q", issuer)
+	} else {
+		who += " (CLI namespace; --issuer names a JWT issuer's)"
+	}
+	if err != nil {
+		fmt.Fprintf(k.stderr, "%s: revoked %d keys of %s, then failed: %v\n", k.name, n, who, err)
+		return 1
+	}
+	fmt.Fprintf(k.stdout, "Revoked %d keys of %s.\n", n, who)
+	return 0
+}
+
 // describe prints a record as "field: value" lines.
 func (k *keysCmd) describe(r *apikeys.Record) {
 	tw := tabwriter.NewWriter(k.stdout, 0, 0, 1, ' ', 0)
 	row := func(name, v string) { fmt.Fprintf(tw, "  %s:\t%s\n", name, v) }
 	row("id", r.ID)
 	row("owner", r.Owner)
+	row("issuer", orDash(r.Issuer)+issuerNote(r.Issuer))
 	row("status", r.Status(time.Now()))
 	row("groups", orDash(strings.Join(r.Groups, ", ")))
 	row("roles", orDash(strings.Join(r.Roles, ", ")))
@@ -366,6 +413,7 @@ type keyView struct {
 	Key         string    `json:"key,omitempty"`
 	ID          string    `json:"id"`
 	Owner       string    `json:"owner"`
+	Issuer      string    `json:"issuer,omitempty"` // absent: the CLI namespace
 	Status      string    `json:"status"`
 	Groups      []string  `json:"groups"`
 	Roles       []string  `json:"roles"`
@@ -380,7 +428,7 @@ type keyView struct {
 
 func viewOf(r *apikeys.Record, now time.Time) keyView {
 	return keyView{
-		ID: r.ID, Owner: r.Owner, Status: r.Status(now),
+		ID: r.ID, Owner: r.Owner, Issuer: r.Issuer, Status: r.Status(now),
 		Groups: orEmpty(r.Groups), Roles: orEmpty(r.Roles), Description: r.Description,
 		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), RevokedAt: r.RevokedAt.UTC(),
 		HashPrefix: apikeys.HashPrefix(r.Hash), RateLimit: r.RateLimit,
@@ -403,6 +451,13 @@ func (k *keysCmd) writeJSON(v any) int {
 		return k.fail(err)
 	}
 	return 0
+}
+
+func issuerNote(iss string) string {
+	if iss == "" {
+		return " (CLI namespace)"
+	}
+	return " (minted by a JWT of this issuer)"
 }
 
 func orEmpty(l []string) []string {

@@ -378,3 +378,59 @@ func TestRunKeys_RateLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestRunKeys_RevokeOwner proves that `keys revoke --owner` revokes every
+// key of one owner in one namespace (the CLI's, or --issuer's) and prints
+// the count, leaving the same name in other namespaces alone.
+func TestRunKeys_RevokeOwner(t *testing.T) {
+	url := apikeystest.StartRedis(t)
+	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
+	c := apikeys.DefaultConfig()
+	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
+	s := openTestStore(t, c)
+	ctx := context.Background()
+	const iss = "https://idp.example"
+	var recs []*apikeys.Record
+	for _, o := range []apikeys.CreateOptions{{Owner: "alice"}, {Owner: "alice"}, {Owner: "alice", Issuer: iss, TTL: time.Hour}, {Owner: "bob"}} {
+		_, rec, err := s.Create(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		wantCode    int
+		wantOut     string
+		wantRevoked []bool // of recs, after the command
+	}{
+		{"usage: --issuer needs --owner", []string{"revoke", "--config", cfg, "--issuer", iss}, 2, "", []bool{false, false, false, false}},
+		{"CLI namespace", []string{"revoke", "--config", cfg, "--owner", "alice"}, 0, `Revoked 2 keys of owner "alice" (CLI namespace`, []bool{true, true, false, false}},
+		{"again: nothing left", []string{"revoke", "--owner=alice", "--config", cfg}, 0, "Revoked 0 keys", []bool{true, true, false, false}},
+		{"an issuer's namespace", []string{"revoke", "--config", cfg, "--owner", "alice", "--issuer", iss}, 0, `Revoked 1 keys of owner "alice" of issuer "https://idp.example"`, []bool{true, true, true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := keysRun(t, tc.args...)
+			if code != tc.wantCode || !strings.Contains(out, tc.wantOut) {
+				t.Errorf("exit %d, stdout %q stderr %q; want %d and %q", code, out, errOut, tc.wantCode, tc.wantOut)
+			}
+			var got []bool
+			for _, r := range recs {
+				rec, err := s.Get(ctx, r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, !rec.RevokedAt.IsZero())
+			}
+			if diff := cmp.Diff(tc.wantRevoked, got); diff != "" {
+				t.Errorf("revoked (-want +got):\n%s", diff)
+			}
+		})
+	}
+	l := keysJSON[[]keyView](t, "list", "--config", cfg, "--owner", "alice", "--issuer", iss, "--json")
+	if len(l) != 1 || l[0].Issuer != iss || l[0].ID != recs[2].ID {
+		t.Errorf("list --issuer: %+v", l)
+	}
+}
