@@ -291,14 +291,14 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	id, set, reason := e.authenticate(ctx, r, &d)
 	if id == nil {
 		d.Reason = reason
-		d.Code = reasonCodes[reason]
+		d.Code = ReasonCode(reason)
 		d.Method = methodOfReason(reason)
 		return d
 	}
 	d.Method = id.Method
 	d.Identity = id
 	d.Reason = e.authorize(rt, id.Roles)
-	d.Code = reasonCodes[d.Reason]
+	d.Code = ReasonCode(d.Reason)
 	if d.Code == Allowed && rt != nil && rt.llm.Enabled() {
 		e.checkLLM(rt, r, id, &d)
 	}
@@ -338,7 +338,7 @@ func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
 	if c.Reason == "" {
 		return
 	}
-	d.Reason, d.Code, d.Message = c.Reason, reasonCodes[c.Reason], c.Message
+	d.Reason, d.Code, d.Message = c.Reason, ReasonCode(c.Reason), c.Message
 	e.llmMetrics.Count(c.Reason)
 }
 
