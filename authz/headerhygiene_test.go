@@ -81,3 +81,38 @@ func TestEngine_RemovesEverySpellingOfIdentityHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestValidHeaderName_RefusesReservedNames proves that the header names
+// extauthz accepts in its configuration (claims_to_headers, model_header)
+// exclude every hop-by-hop, credential, framing and routing header, in any
+// spelling.
+func TestValidHeaderName_RefusesReservedNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"x-auth-email":        true,
+		"x-model":             true,
+		"x-tenant":            true,
+		"":                    false,
+		":path":               false,
+		"X-Auth-Email":        false,
+		"connection":          false,
+		"trailers":            false,
+		"upgrade":             false,
+		"te":                  false,
+		"proxy-authenticate":  false,
+		"proxy-authorization": false,
+		"x_api_key":           false,
+		"x-forwarded-for":     false,
+		"x_forwarded_user":    false,
+		"x-original-uri":      false,
+		"forwarded":           false,
+		"content-type":        false,
+		"x-envoy-internal":    false,
+		"x-extauthz-error":    false,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := ValidHeaderName(name); got != want {
+				t.Errorf("ValidHeaderName(%q) = %v, want %v", name, got, want)
+			}
+		})
+	}
+}
