@@ -104,7 +104,7 @@ func (s *Server) safeDecide(ctx context.Context, r *Request) (d Decision) {
 // credential, the header map or the query string.
 func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decision, elapsed time.Duration) {
 	level := slog.LevelInfo
-	if d.Code == Unavailable {
+	if d.Code == Unavailable || d.Code == codeUnset {
 		level = slog.LevelWarn
 	}
 	if !s.logger.Enabled(context.Background(), level) {
