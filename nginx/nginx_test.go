@@ -243,6 +243,7 @@ type seenRequest struct {
 	Method string
 	URI    string
 	Header http.Header
+	Body   string
 }
 
 // upstream is the model server: it records every request and answers 200.
@@ -256,8 +257,9 @@ func newUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone()})
+		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(body)})
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"object":"list","data":[]}`)
@@ -282,6 +284,7 @@ type request struct {
 	method string
 	path   string
 	header map[string]string
+	body   string
 }
 
 func (r request) do(t *testing.T, base string) (*http.Response, []byte) {
@@ -290,7 +293,11 @@ func (r request) do(t *testing.T, base string) (*http.Response, []byte) {
 	if method == "" {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequest(method, base+r.path, nil)
+	var reqBody io.Reader
+	if r.body != "" {
+		reqBody = strings.NewReader(r.body)
+	}
+	req, err := http.NewRequest(method, base+r.path, reqBody)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -871,7 +878,8 @@ func TestConf_WithExtauthz(t *testing.T) {
 			"Cookie":          "session=secret",
 			"X-Forwarded-For": "10.0.0.1",
 		}
-		resp, body := request{method: "POST", path: "/v1/chat/completions", header: merge(forged, client, bearer(alice))}.do(t, base)
+		const prompt = `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
+		resp, body := request{method: "POST", path: "/v1/chat/completions", header: merge(forged, client, bearer(alice)), body: prompt}.do(t, base)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status = %d, want 200 (body %s)", resp.StatusCode, body)
 		}
@@ -879,17 +887,20 @@ func TestConf_WithExtauthz(t *testing.T) {
 		if len(seen) != 1 {
 			t.Fatalf("upstream saw %d requests, want 1", len(seen))
 		}
-		got := map[string]string{}
+		got := map[string]string{"body": seen[0].Body, "Content-Length": seen[0].Header.Get("Content-Length")}
 		for h := range client {
 			got[h] = seen[0].Header.Get(h)
 		}
 		want := map[string]string{
-			"Content-Type": "application/json",
-			"Accept":       "text/event-stream",
-			"User-Agent":   "openai-python/1.0",
-			"Traceparent":  client["Traceparent"],
-			"X-Custom":     "",
-			"Cookie":       "",
+			// The body and its framing are nginx's own, not a client header.
+			"body":           prompt,
+			"Content-Length": fmt.Sprint(len(prompt)),
+			"Content-Type":   "application/json",
+			"Accept":         "text/event-stream",
+			"User-Agent":     "openai-python/1.0",
+			"Traceparent":    client["Traceparent"],
+			"X-Custom":       "",
+			"Cookie":         "",
 			// nginx's own value, not the client's.
 			"X-Forwarded-For": "127.0.0.1",
 		}
