@@ -55,15 +55,6 @@ func (e *Engine) Permits(roles []string, perm string) bool {
 // KnownRole reports whether role is defined under roles.
 func (e *Engine) KnownRole(role string) bool { return e.mapper.Known(role) }
 
-// ReasonCode returns the public code of a reason; an unknown reason fails
-// closed as Unavailable.
-func ReasonCode(r Reason) Code {
-	if c, ok := reasonCodes[r]; ok {
-		return c
-	}
-	return Unavailable
-}
-
 // Denial returns what a check sends the client when it refuses for reason
 // r: the HTTP status, the headers (content-type, www-authenticate,
 // retry-after) and the JSON body of the response table.

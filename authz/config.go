@@ -3,10 +3,10 @@ package authz
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/ratelimit"
 )
 
@@ -250,11 +250,10 @@ func ValidHeaderName(name string) bool {
 			return false
 		}
 	}
-	switch http.CanonicalHeaderKey(name) {
-	case "Authorization", "X-Api-Key", "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection", "Cookie", "X-Request-Id":
-		return false
-	}
-	return !strings.HasPrefix(name, "x-envoy-")
+	// Hop-by-hop, credential, framing and routing headers, x-envoy-* and
+	// x-extauthz-*, in any spelling: one list for claims_to_headers and
+	// every other configured header name.
+	return jwks.ReservedHeader(name) == ""
 }
 
 func isTokenChar(c byte) bool {

@@ -53,7 +53,7 @@ func newDenial(r Reason, c Code) *denial {
 		headers = append(headers, Header{"www-authenticate", `Bearer realm="` + Realm + `", error="invalid_token", error_description="` + codeMessages[c] + `"`})
 	case Forbidden:
 		headers = append(headers, Header{"www-authenticate", `Bearer realm="` + Realm + `", error="insufficient_scope"`})
-	case Unavailable, RateLimited:
+	case Unavailable, RateLimited, codeUnset:
 		headers = append(headers, Header{"retry-after", RetryAfterSeconds})
 	}
 	return &denial{code: c, body: body, headers: headers, grpc: deniedGRPC(r, c, string(body), headers, "")}

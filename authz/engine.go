@@ -299,14 +299,14 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	id, set, reason := e.authenticate(ctx, r, &d)
 	if id == nil {
 		d.Reason = reason
-		d.Code = reasonCodes[reason]
+		d.Code = ReasonCode(reason)
 		d.Method = methodOfReason(reason)
 		return d
 	}
 	d.Method = id.Method
 	d.Identity = id
 	d.Reason = e.authorize(rt, id.Roles)
-	d.Code = reasonCodes[d.Reason]
+	d.Code = ReasonCode(d.Reason)
 	if d.Code == Allowed && rt != nil && rt.llm.Enabled() {
 		e.checkLLM(rt, r, id, &d)
 	}
@@ -347,7 +347,7 @@ func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
 	if c.Reason == "" {
 		return
 	}
-	d.Reason, d.Code, d.Message = c.Reason, reasonCodes[c.Reason], c.Message
+	d.Reason, d.Code, d.Message = c.Reason, ReasonCode(c.Reason), c.Message
 	e.llmMetrics.Count(c.Reason)
 }
 
@@ -857,15 +857,25 @@ func (e *Engine) identityHeaders(id *Identity) []Header {
 // removals lists the request headers that must not reach the upstream:
 // every header under the identity prefix (and every claims_to_headers name)
 // that set does not overwrite, and the credential headers when
-// strip_credentials is on. It returns nil, without allocating, when there is
+// strip_credentials is on. Names are compared as an upstream may read them:
+// case-insensitively and with '_' read as '-' (CGI, WSGI and Rack turn
+// x_auth_subject and x-auth-subject into the same variable), so every such
+// spelling is removed. It returns nil, without allocating, when there is
 // nothing to remove.
 func (e *Engine) removals(h map[string]string, set []Header) []string {
 	var out []string
 	for name := range h {
-		if !strings.HasPrefix(name, e.prefix) && !slices.Contains(e.claimHeaders, name) {
+		if !e.identityHeader(name) {
+			if e.strip && name != "authorization" && name != "x-api-key" &&
+				(foldedEqual(name, "authorization") || foldedEqual(name, "x-api-key")) {
+				out = append(out, name) // x_api_key, X-Api-Key
+			}
 			continue
 		}
-		if setsHeader(set, name) {
+		// A header this decision sets is overwritten (Envoy matches
+		// names case-insensitively); x_auth_subject is another header to
+		// Envoy and is removed.
+		if setsHeaderFold(set, name) {
 			continue
 		}
 		out = append(out, name)
@@ -897,6 +907,61 @@ func (e *Engine) removals(h map[string]string, set []Header) []string {
 		slices.Sort(out)
 	}
 	return out
+}
+
+// identityHeader reports whether a request header name is, as an upstream
+// may read it, under the identity prefix or a claims_to_headers name.
+func (e *Engine) identityHeader(name string) bool {
+	if hasFoldedPrefix(name, e.prefix) {
+		return true
+	}
+	for _, c := range e.claimHeaders {
+		if foldedEqual(name, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldHeaderByte reads a header-name byte as the most lenient upstream does:
+// lower case, and '_' as '-'.
+func foldHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
+}
+
+// hasFoldedPrefix reports whether name starts with prefix, both read with
+// foldHeaderByte. It does not allocate.
+func hasFoldedPrefix(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if foldHeaderByte(name[i]) != foldHeaderByte(prefix[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// foldedEqual reports whether a and b are the same header name read with
+// foldHeaderByte.
+func foldedEqual(a, b string) bool { return len(a) == len(b) && hasFoldedPrefix(a, b) }
+
+// setsHeaderFold reports whether set holds name, compared
+// case-insensitively (but '_' and '-' differ).
+func setsHeaderFold(set []Header, name string) bool {
+	for i := range set {
+		if strings.EqualFold(set[i].Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // The removal lists of the common case, when no client-sent identity header

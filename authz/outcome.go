@@ -5,11 +5,19 @@ import "google.golang.org/grpc/codes"
 // Code is the public outcome of a check: "allowed" or one of the error codes
 // of the response table. It is the `outcome` metric label and the `error`
 // field of a denial's JSON body.
+//
+// The zero Code is not Allowed: a Decision whose code was never set denies,
+// as unavailable (503, UNAVAILABLE), like any other internal error. Only an
+// explicit Allowed allows.
 type Code uint8
 
 // The outcomes, in the order of the response table.
 const (
-	Allowed Code = iota
+	// codeUnset is the zero value: no outcome was decided. Everything
+	// public about it (name, metric label, statuses, denial) is that of
+	// Unavailable.
+	codeUnset Code = iota
+	Allowed
 	MissingCredentials
 	InvalidToken
 	InvalidAPIKey
@@ -24,6 +32,7 @@ const (
 )
 
 var codeNames = [numCodes]string{
+	codeUnset:          "unavailable",
 	Allowed:            "allowed",
 	MissingCredentials: "missing_credentials",
 	InvalidToken:       "invalid_token",
@@ -35,6 +44,7 @@ var codeNames = [numCodes]string{
 }
 
 var codeMessages = [numCodes]string{
+	codeUnset:          "the authorization service is temporarily unavailable",
 	MissingCredentials: "a bearer token or API key is required",
 	InvalidToken:       "the bearer token is invalid or expired",
 	InvalidAPIKey:      "the API key is invalid, expired or revoked",
@@ -53,7 +63,7 @@ func (c Code) String() string {
 }
 
 // HTTPStatus returns the status the client receives for a denial with this
-// code, or 200 for Allowed.
+// code, or 200 for Allowed. Any other code (the zero Code included) is 503.
 func (c Code) HTTPStatus() int {
 	switch c {
 	case Allowed:
@@ -71,7 +81,8 @@ func (c Code) HTTPStatus() int {
 	}
 }
 
-// GRPCCode returns the status.code of the CheckResponse for this outcome.
+// GRPCCode returns the status.code of the CheckResponse for this outcome;
+// UNAVAILABLE for any code it does not know (the zero Code included).
 func (c Code) GRPCCode() codes.Code {
 	switch c {
 	case Allowed:
@@ -157,7 +168,9 @@ const (
 )
 
 // reasonCodes lists every reason with the code it implies. Deny responses are
-// built once per reason at startup from this table.
+// built once per reason at startup from this table. Read it only through
+// ReasonCode, which fails closed for a reason missing from it
+// (TestReasonCodes_IndexedOnlyByReasonCode).
 var reasonCodes = map[Reason]Code{
 	ReasonPublicRoute: Allowed,
 	ReasonAuthorized:  Allowed,
@@ -213,6 +226,16 @@ var reasonCodes = map[Reason]Code{
 	// Introspection flood bounds (issue 12, introspect branch).
 	ReasonIntrospectionRateLimited: Unavailable,
 	ReasonIntrospectionBusy:        Unavailable,
+}
+
+// ReasonCode returns the public code of a reason. It is the only reader of
+// reasonCodes: a reason missing from the table (a new reason someone forgot
+// to add) fails closed as Unavailable, never as the zero Code or an allow.
+func ReasonCode(r Reason) Code {
+	if c, ok := reasonCodes[r]; ok {
+		return c
+	}
+	return Unavailable
 }
 
 // AuthMethod is how the caller authenticated: the `method` metric label and

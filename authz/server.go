@@ -115,7 +115,7 @@ func (s *Server) safeDecide(ctx context.Context, e *Engine, r *Request) (d Decis
 // credential, the header map or the query string.
 func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decision, elapsed time.Duration) {
 	level := slog.LevelInfo
-	if d.Code == Unavailable {
+	if d.Code == Unavailable || d.Code == codeUnset {
 		level = slog.LevelWarn
 	}
 	if !s.logger.Enabled(context.Background(), level) {

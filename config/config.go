@@ -572,7 +572,8 @@ func (c *Config) validateClaimHeaders() error {
 			path := fmt.Sprintf("jwt.providers[%d].claims_to_headers.%s", i, claim)
 			switch {
 			case !authz.ValidHeaderName(h):
-				errs = append(errs, fmt.Errorf("%s: %q must be a lower-case header name that is not a credential, hop-by-hop or x-envoy- header, e.g. %semail", path, h, c.Headers.Prefix))
+				// Reported, with the reason and the fix, by the jwt
+				// section's own validation (jwks.ReservedHeader).
 			case reserved[h]:
 				errs = append(errs, fmt.Errorf("%s: %q is an identity header extauthz sets itself: choose another name", path, h))
 			case !strings.HasPrefix(h, c.Headers.Prefix):

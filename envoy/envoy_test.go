@@ -73,6 +73,7 @@ var (
 	errPerFilterName     = errors.New("per-filter config name")
 	errIgnoredExtensions = errors.New("ignored context_extensions")
 	errForwardedHeaders  = errors.New("client forwarding headers")
+	errUnderscores       = errors.New("underscore headers allowed")
 )
 
 // configFiles lists the shipped configurations and the known-good fixtures.
@@ -135,6 +136,7 @@ func TestConfigs_Invalid(t *testing.T) {
 		{"per_route_disable_misspelt.yaml", errPerFilterName, `typed_per_filter_config["envoy.filters.http.extauthz"] names no http filter`},
 		{"context_extensions_http_service.yaml", errIgnoredExtensions, "context_extensions are not sent to an http_service ext_authz"},
 		{"deprecated_allowed_headers.yaml", errDeprecated, "AuthorizationRequest.allowed_headers is deprecated"},
+		{"underscore_headers_allowed.yaml", errUnderscores, "headers_with_underscores_action is ALLOW"},
 		{"http_service_allows_x_forwarded_uri.yaml", errForwardedHeaders, "allowed_headers lets the client's x-forwarded-method, x-forwarded-uri, x-forwarded-host reach extauthz"},
 	}
 
@@ -651,6 +653,13 @@ func hcmPolicy(path string, hcm *hcmv3.HttpConnectionManager) (bool, []error) {
 	}
 	if stripAt < 0 || stripAt > authzAt {
 		errs = append(errs, fmt.Errorf("%s: %w: no header_mutation before ext_authz removes request headers with prefix %q; routes with ext_authz disabled would pass forged identity headers upstream", path, errUnstripped, identityPrefix))
+	}
+	// The x-auth- strip above does not match x_auth_subject, which
+	// CGI/WSGI-style upstreams read as x-auth-subject.
+	switch hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() {
+	case corev3.HttpProtocolOptions_DROP_HEADER, corev3.HttpProtocolOptions_REJECT_REQUEST:
+	default:
+		errs = append(errs, fmt.Errorf("%s: %w: common_http_protocol_options.headers_with_underscores_action is ALLOW; a client's x_auth_subject passes the %q strip and reaches upstreams that read it as x-auth-subject: set DROP_HEADER or REJECT_REQUEST", path, errUnderscores, identityPrefix))
 	}
 	httpMode := authz.GetHttpService() != nil
 	errs = append(errs, walk(hcm.GetRouteConfig().ProtoReflect(), path+".route_config", func(n node) []error {

@@ -176,7 +176,7 @@ func TestConfig_Validate(t *testing.T) {
 			`jwt.providers[0].claims_to_headers["email"]: header name "X-Email" must be a lower-case HTTP token (a-z, 0-9, and !#$%&'*+-.^_` + "`" + `|~)`,
 			`jwt.providers[0].claims_to_headers["name"]: header name "x auth name" must be a lower-case HTTP token (a-z, 0-9, and !#$%&'*+-.^_` + "`" + `|~)`,
 			`jwt.providers[0].claims_to_headers["team"]: header "x-auth-tenant" is already set from claim "org"; each header may carry one claim`,
-			`jwt.providers[0].claims_to_headers["tenant"]: header "authorization" carries credentials or controls HTTP; choose another name`,
+			`jwt.providers[0].claims_to_headers["tenant"]: header "authorization" carries a credential; choose another name, e.g. x-auth-tenant`,
 		}},
 	}
 	for _, tc := range tests {

@@ -243,6 +243,7 @@ type seenRequest struct {
 	Method string
 	URI    string
 	Header http.Header
+	Body   string
 }
 
 // upstream is the model server: it records every request and answers 200.
@@ -256,8 +257,9 @@ func newUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone()})
+		u.seen = append(u.seen, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), Body: string(body)})
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"object":"list","data":[]}`)
@@ -372,15 +374,29 @@ var identityHeaders = []string{
 	"Authorization", "X-Api-Key",
 }
 
-// forged is what a client might send to pass as someone else.
+// forged is what a client might send to pass as someone else: every
+// identity header extauthz sets, one it never sets (an upstream may still
+// read it), and underscore spellings that CGI, WSGI and Rack upstreams read
+// as x-auth-*.
 var forged = map[string]string{
-	"X-Auth-Subject": "mallory",
-	"X-Auth-Method":  "api_key",
-	"X-Auth-Issuer":  "https://evil.test",
-	"X-Auth-Groups":  "platform-admins",
-	"X-Auth-Roles":   "admin",
-	"X-Auth-Key-Id":  "forged",
-	"X-Auth-Email":   "mallory@evil.test",
+	"X-Auth-Subject":  "mallory",
+	"X-Auth-Method":   "api_key",
+	"X-Auth-Issuer":   "https://evil.test",
+	"X-Auth-Groups":   "platform-admins",
+	"X-Auth-Roles":    "admin",
+	"X-Auth-Key-Id":   "forged",
+	"X-Auth-Email":    "mallory@evil.test",
+	"X-Auth-Anything": "evil",
+	"X-Auth-Tenant":   "evil",
+	"x_auth_subject":  "evil",
+	"x_auth_roles":    "admin",
+	"X-Auth_Groups":   "platform-admins",
+}
+
+// identityLike reports whether an upstream may read a header name as an
+// x-auth-* header: case-insensitively, with '_' as '-'.
+func identityLike(name string) bool {
+	return strings.HasPrefix(strings.ReplaceAll(strings.ToLower(name), "_", "-"), "x-auth-")
 }
 
 func merge(ms ...map[string]string) map[string]string {
@@ -417,6 +433,13 @@ func checkUpstream(t *testing.T, u *upstream, wantURI string, want map[string]st
 	}
 	if diff := cmp.Diff(wantAll, got); diff != "" {
 		t.Errorf("headers at the upstream (-want +got):\n%s", diff)
+	}
+	// Nothing else that an upstream may read as an identity header, in
+	// any spelling, whether or not extauthz could have set it.
+	for name, vs := range seen[0].Header {
+		if identityLike(name) && want[http.CanonicalHeaderKey(name)] == "" {
+			t.Errorf("header %s: %q reached the upstream, but extauthz did not set it", name, vs)
+		}
 	}
 }
 
@@ -847,6 +870,52 @@ func TestConf_WithExtauthz(t *testing.T) {
 			checkUpstream(t, up, tt.wantURI, tt.want)
 		})
 	}
+
+	t.Run("only the allow-listed client headers reach the upstream", func(t *testing.T) {
+		client := map[string]string{
+			"Content-Type":    "application/json",
+			"Accept":          "text/event-stream",
+			"User-Agent":      "openai-python/1.0",
+			"Traceparent":     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			"X-Custom":        "not listed",
+			"Cookie":          "session=secret",
+			"X-Forwarded-For": "10.0.0.1",
+		}
+		const prompt = `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
+		resp, body := request{method: "POST", path: "/v1/chat/completions", header: merge(forged, client, bearer(alice)), body: prompt}.do(t, base)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status = %d, want 200 (body %s)", resp.StatusCode, body)
+		}
+		seen := up.take()
+		if len(seen) != 1 {
+			t.Fatalf("upstream saw %d requests, want 1", len(seen))
+		}
+		got := map[string]string{"body": seen[0].Body, "Content-Length": seen[0].Header.Get("Content-Length")}
+		for h := range client {
+			got[h] = seen[0].Header.Get(h)
+		}
+		want := map[string]string{
+			// The body and its framing are nginx's own, not a client header.
+			"body":           prompt,
+			"Content-Length": fmt.Sprint(len(prompt)),
+			"Content-Type":   "application/json",
+			"Accept":         "text/event-stream",
+			"User-Agent":     "openai-python/1.0",
+			"Traceparent":    client["Traceparent"],
+			"X-Custom":       "",
+			"Cookie":         "",
+			// nginx's own value, not the client's.
+			"X-Forwarded-For": "127.0.0.1",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("client headers at the upstream (-want +got):\n%s", diff)
+		}
+		for name, vs := range seen[0].Header {
+			if identityLike(name) && aliceIdentity[http.CanonicalHeaderKey(name)] != strings.Join(vs, " | ") {
+				t.Errorf("header %s: %q reached the upstream, want extauthz's %q", name, vs, aliceIdentity[http.CanonicalHeaderKey(name)])
+			}
+		}
+	})
 
 	t.Run("request id reaches the upstream", func(t *testing.T) {
 		resp, _ := request{path: "/v1/models", header: merge(bearer(alice), map[string]string{"X-Request-Id": "req-42"})}.do(t, base)
