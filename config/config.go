@@ -28,6 +28,7 @@ import (
 	"github.com/extauthz/extauthz/keysapi"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // Config is the whole configuration file.
@@ -666,6 +667,13 @@ func (t TLS) validate() error {
 	}
 	for key, f := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
 		if f == "" {
+			continue
+		}
+		if key == "key_file" {
+			// The private key: a small regular file nobody else can write.
+			if _, err := secretfile.Read("listen.tls.key_file", f); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {

@@ -23,6 +23,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // The errors of Introspect. Each is wrapped with detail that never holds the
@@ -139,9 +141,9 @@ func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
 }
 
 func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read("client_secret_file", path)
 	if err != nil {
-		return "", fmt.Errorf("introspect: client_secret_file: %w", err)
+		return "", fmt.Errorf("introspect: %w", err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
