@@ -17,6 +17,10 @@ const numShards = 16
 type ttlCache[V any] struct {
 	ttl    time.Duration
 	shards [numShards]*lru.Cache[[32]byte, ttlEntry[V]]
+	// beforeAdd, when set (by tests only, before any use), runs at the start
+	// of every add: it widens the window between a lookup's generation
+	// check and its insert so that races with evictions show.
+	beforeAdd func()
 }
 
 type ttlEntry[V any] struct {
@@ -64,6 +68,9 @@ func (c *ttlCache[V]) get(k [32]byte, now time.Time) (V, bool) {
 func (c *ttlCache[V]) add(k [32]byte, v V, now time.Time) {
 	if c == nil {
 		return
+	}
+	if c.beforeAdd != nil {
+		c.beforeAdd()
 	}
 	c.shard(k).Add(k, ttlEntry[V]{v: v, until: now.Add(c.ttl)})
 }

@@ -67,8 +67,9 @@ type Store struct {
 	live atomic.Bool
 	// posGen and negGen change whenever cached answers may have become stale
 	// (an eviction or a flush). A lookup that went to the backend caches its
-	// answer only if the generation did not change meanwhile, so an eviction
-	// that raced with it cannot be undone by it.
+	// answer, then removes it again if the generation changed since before
+	// its backend read, so an eviction that raced with it cannot be undone
+	// by it.
 	posGen, negGen atomic.Uint64
 
 	closeOnce sync.Once
@@ -185,10 +186,22 @@ func (s *Store) lookupBackend(ctx context.Context, sum [32]byte, now time.Time) 
 			slog.String("key_hash", HashPrefix(hexHash(sum))), slog.String("err", err.Error()))
 	}
 	if s.live.Load() {
-		if err == nil && s.posGen.Load() == posGen {
+		// Insert, then re-check the generation and take the entry back out
+		// if it moved: an eviction that ran between a check and the insert
+		// would otherwise be undone (a revoked key served for cache_ttl).
+		// Evictions bump the generation before removing, so either this
+		// re-check sees the bump or the eviction's remove comes after the
+		// insert. At worst a fresh entry is dropped: one extra round trip.
+		if err == nil {
 			s.pos.add(sum, rec, now)
-		} else if err != nil && s.negGen.Load() == negGen {
+			if s.posGen.Load() != posGen {
+				s.pos.remove(sum)
+			}
+		} else {
 			s.neg.add(sum, err, now)
+			if s.negGen.Load() != negGen {
+				s.neg.remove(sum)
+			}
 		}
 	}
 	if err != nil {

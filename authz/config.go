@@ -75,7 +75,9 @@ type Headers struct {
 	// them.
 	Prefix string `yaml:"prefix"`
 	// StripCredentials removes authorization and x-api-key before the request
-	// goes upstream.
+	// goes upstream (default true: an upstream that never needs the caller's
+	// bearer token or API key cannot leak or replay it; set false only for an
+	// upstream that re-validates the credential itself).
 	StripCredentials bool `yaml:"strip_credentials"`
 }
 
@@ -134,7 +136,7 @@ func RateLimitRoutes(routes []Route) []ratelimit.Route {
 }
 
 // DefaultHeaders returns the default `headers` section.
-func DefaultHeaders() Headers { return Headers{Prefix: "x-auth-"} }
+func DefaultHeaders() Headers { return Headers{Prefix: "x-auth-", StripCredentials: true} }
 
 // ValidateRoutes reports every problem in the routes, default_route and
 // headers sections. knownRole says whether a role exists in the roles table

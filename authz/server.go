@@ -20,6 +20,12 @@ type ServerOptions struct {
 	// AllowSampleRate is the fraction of allowed decisions that are logged
 	// (0 to 1, default 1). Denials are always logged.
 	AllowSampleRate float64
+	// DenialLogRate is how many identical denials (same transport, method,
+	// outcome, reason, route and presented key id) are logged per second
+	// (default DefaultDenialLogRate); the next line logged for them carries
+	// "suppressed", the count left out. Negative logs every denial. Metrics
+	// count every decision either way.
+	DenialLogRate int
 	// HTTPPathPrefix is removed from the path of HTTP-mode checks that carry
 	// no x-forwarded-uri / x-original-uri (Envoy http_service path_prefix).
 	HTTPPathPrefix string
@@ -33,6 +39,7 @@ type serverSettings struct {
 	timeout    time.Duration
 	sample     float64
 	pathPrefix string
+	denials    *denialSampler // nil: log every denial
 }
 
 // generation is an Engine with the settings of the same configuration. It
@@ -74,6 +81,11 @@ func (s *Server) Swap(e *Engine, opts ServerOptions) {
 	if g.sample < 0 || g.sample > 1 {
 		g.sample = 1
 	}
+	rate := opts.DenialLogRate
+	if rate == 0 {
+		rate = DefaultDenialLogRate
+	}
+	g.denials = newDenialSampler(rate)
 	s.gen.Store(g)
 }
 
@@ -94,8 +106,15 @@ func (s *Server) decideOn(ctx context.Context, g *generation, t Transport, r *Re
 	cc.release()
 	elapsed := time.Since(start)
 	s.metrics.observe(t, d.Method, d.Code, elapsed.Seconds())
-	if d.Code != Allowed || g.sample >= 1 || (g.sample > 0 && rand.Float64() < g.sample) {
-		s.logDecision(t, r, requestID, &d, elapsed)
+	if d.Code != Allowed {
+		ok, suppressed := g.denials.allow(sampleKey{
+			transport: t, method: d.Method, code: d.Code, reason: d.Reason, route: d.Route, keyID: d.KeyID,
+		}, start)
+		if ok {
+			s.logDecision(t, r, requestID, &d, elapsed, suppressed)
+		}
+	} else if g.sample >= 1 || (g.sample > 0 && rand.Float64() < g.sample) {
+		s.logDecision(t, r, requestID, &d, elapsed, 0)
 	}
 	return d
 }
@@ -112,8 +131,10 @@ func (s *Server) safeDecide(ctx context.Context, e *Engine, r *Request) (d Decis
 }
 
 // logDecision writes the one audit line of a decision. It never logs a
-// credential, the header map or the query string.
-func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decision, elapsed time.Duration) {
+// credential, the header map or the query string. Every string a client
+// controls goes through logField, which bounds and escapes it. suppressed is
+// the number of identical denials left out since the last one logged.
+func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decision, elapsed time.Duration, suppressed int) {
 	level := slog.LevelInfo
 	if d.Code == Unavailable || d.Code == codeUnset {
 		level = slog.LevelWarn
@@ -127,24 +148,24 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 	}
 	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs,
-		slog.String("request_id", requestID),
+		slog.String("request_id", logField(requestID)),
 		slog.String("transport", t.String()),
 		slog.String("route", d.Route),
-		slog.String("http_method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", p),
+		slog.String("http_method", logField(r.Method)),
+		slog.String("host", logField(r.Host)),
+		slog.String("path", logField(p)),
 		slog.String("method", d.Method.String()),
 		slog.String("decision", d.Code.String()),
 		slog.String("reason", string(d.Reason)),
 		slog.Duration("duration", elapsed),
 	)
 	if id := d.Identity; id != nil {
-		attrs = append(attrs, slog.String("subject", id.Subject))
+		attrs = append(attrs, slog.String("subject", logField(id.Subject)))
 		if id.KeyID != "" {
-			attrs = append(attrs, slog.String("key_id", id.KeyID))
+			attrs = append(attrs, slog.String("key_id", logField(id.KeyID)))
 		}
 		if id.Issuer != "" {
-			attrs = append(attrs, slog.String("issuer", id.Issuer))
+			attrs = append(attrs, slog.String("issuer", logField(id.Issuer)))
 		}
 	} else if d.KeyID != "" {
 		// A revoked or expired key that was presented: the audit event of
@@ -155,20 +176,23 @@ func (s *Server) logDecision(t Transport, r *Request, requestID string, d *Decis
 		}
 		attrs = append(attrs,
 			slog.String("event", event),
-			slog.String("subject", d.KeyOwner),
-			slog.String("key_id", d.KeyID))
+			slog.String("subject", logField(d.KeyOwner)),
+			slog.String("key_id", logField(d.KeyID)))
 		if d.KeyIssuer != "" {
-			attrs = append(attrs, slog.String("issuer", d.KeyIssuer))
+			attrs = append(attrs, slog.String("issuer", logField(d.KeyIssuer)))
 		}
 	}
 	if d.Model != "" {
-		attrs = append(attrs, slog.String("model", d.Model))
+		attrs = append(attrs, slog.String("model", logField(d.Model)))
 	}
 	if len(d.Tools) > 0 {
 		attrs = append(attrs, slog.Int("tools", len(d.Tools)))
 	}
 	if d.RateLimit != "" {
-		attrs = append(attrs, slog.String("ratelimit", d.RateLimit))
+		attrs = append(attrs, slog.String("ratelimit", logField(d.RateLimit)))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	s.logger.LogAttrs(context.Background(), level, "decision", attrs...)
 }

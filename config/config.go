@@ -28,6 +28,7 @@ import (
 	"github.com/extauthz/extauthz/keysapi"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // Config is the whole configuration file.
@@ -123,6 +124,10 @@ type Log struct {
 	// AllowSampleRate is the fraction (0..1) of allowed decisions logged;
 	// denials are always logged.
 	AllowSampleRate float64 `yaml:"allow_sample_rate"`
+	// DenialsPerSecond is how many identical denials (same outcome, reason,
+	// route and method) are logged per second; the next line logged says
+	// how many were suppressed. 0 logs every denial.
+	DenialsPerSecond int `yaml:"denials_per_second"`
 }
 
 // Default returns the configuration before the file is applied.
@@ -135,7 +140,7 @@ func Default() Config {
 			MaxHeaderBytes:   64 << 10,
 			ShutdownTimeout:  15 * time.Second,
 		},
-		Log:          Log{Level: "info", AllowSampleRate: 1},
+		Log:          Log{Level: "info", AllowSampleRate: 1, DenialsPerSecond: authz.DefaultDenialLogRate},
 		JWT:          jwks.DefaultConfig(),
 		APIKeys:      apikeys.DefaultConfig(),
 		DefaultRoute: authz.DefaultRouteDeny,
@@ -420,6 +425,9 @@ func (c *Config) Validate() error {
 	if c.Log.AllowSampleRate < 0 || c.Log.AllowSampleRate > 1 {
 		add(fmt.Errorf("log.allow_sample_rate: %v must be between 0 (log no allows) and 1 (log every allow)", c.Log.AllowSampleRate))
 	}
+	if c.Log.DenialsPerSecond < 0 || c.Log.DenialsPerSecond > 100000 {
+		add(fmt.Errorf("log.denials_per_second: %d must be between 0 (log every denial) and 100000, e.g. 10", c.Log.DenialsPerSecond))
+	}
 
 	add(c.JWT.Validate())
 	add(c.APIKeys.Validate())
@@ -616,8 +624,18 @@ func (c *Config) ServerOptions() authz.ServerOptions {
 	return authz.ServerOptions{
 		CheckTimeout:    c.Server.CheckTimeout,
 		AllowSampleRate: c.Log.AllowSampleRate,
+		DenialLogRate:   denialLogRate(c.Log.DenialsPerSecond),
 		HTTPPathPrefix:  c.Server.HTTPPathPrefix,
 	}
+}
+
+// denialLogRate maps log.denials_per_second (0: every denial) to
+// authz.ServerOptions.DenialLogRate (0: the default, negative: every denial).
+func denialLogRate(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func checkAddr(key, addr string, required bool) error {
@@ -650,6 +668,13 @@ func (t TLS) validate() error {
 	}
 	for key, f := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
 		if f == "" {
+			continue
+		}
+		if key == "key_file" {
+			// The private key: a small regular file nobody else can write.
+			if _, err := secretfile.Read("listen.tls.key_file", f); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {

@@ -49,6 +49,7 @@ func TestLoad_Mistakes(t *testing.T) {
 			"server.check_timeout: 0s must be between 1ms and 10s",
 			`log.level: "loud" must be one of debug, info, warn, error`,
 			"log.allow_sample_rate: 2 must be between 0",
+			"log.denials_per_second: -1 must be between 0 (log every denial) and 100000",
 			`role_mapping.default_roles[1]: role "ghost" is not defined under roles`,
 			`routes[0].match.path_prefix: "v1" must start with /`,
 			"routes[0].require: set one of any_role, permissions or authenticated: true",

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/extauthz/extauthz/jwks"
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // The errors of Introspect. Each is wrapped with detail that never holds the
@@ -163,9 +164,9 @@ func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
 }
 
 func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read("client_secret_file", path)
 	if err != nil {
-		return "", fmt.Errorf("introspect: client_secret_file: %w", err)
+		return "", fmt.Errorf("introspect: %w", err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {

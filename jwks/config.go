@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // Config is the jwt section of the config file.
@@ -422,25 +423,16 @@ func (c Config) Validate() error {
 }
 
 // readHMACSecret reads an HMAC secret file: a regular file of at most
-// maxHMACSecretBytes whose content, without one trailing newline, is at
-// least minHMACSecretBytes long. Errors name the file, never its content.
+// maxHMACSecretBytes, not writable by group or others (secretfile.Read),
+// whose content, without one trailing newline, is at least
+// minHMACSecretBytes long. Errors name the file, never its content.
 func readHMACSecret(path string) ([]byte, error) {
-	// Stat before opening: opening a FIFO would block.
-	fi, err := os.Stat(path)
-	if err != nil {
+	b, err := secretfile.Read("", path) // callers name the key
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w (create the file, or fix the path)", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w (create the file, or fix the path)", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxHMACSecretBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
+		return nil, err
 	}
 	if len(b) > maxHMACSecretBytes {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxHMACSecretBytes)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,13 +192,25 @@ func TestVerifier_HMACSecretRotation(t *testing.T) {
 func TestNew_FailsOnBadHMACSecretFile(t *testing.T) {
 	dir := t.TempDir()
 	short := writeSecret(t, filepath.Join(dir, "short"), "too-short-secret")
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	groupWritable := writeSecret(t, filepath.Join(dir, "group-writable"), "too-short-secret"+strings.Repeat("s", 32))
+	if err := os.Chmod(groupWritable, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	huge := writeSecret(t, filepath.Join(dir, "huge"), strings.Repeat("s", 10<<20-1))
 	tests := []struct {
 		name, path, want string
 	}{
 		{"missing file", filepath.Join(dir, "missing"), "hmac_secret_file: stat "},
 		{"short secret", short, "is 16 bytes; at least 32 are required"},
-		{"directory", dir, "is not a regular file"},
-		{"device", "/dev/zero", "/dev/zero is not a regular file"},
+		{"directory", dir, "hmac_secret_file: " + dir + ": not a regular file (a directory)"},
+		{"device", "/dev/zero", "/dev/zero: not a regular file (a device)"},
+		{"FIFO", fifo, fifo + ": not a regular file (a FIFO)"},
+		{"group-writable", groupWritable, groupWritable + ": writable by group or others (mode 0620)"},
+		{"10 MiB", huge, huge + ": larger than 64 KiB (10485760 bytes)"},
 	}
 	// A provider's public key, as PEM or as a JWK Set, is refused as a
 	// secret: it is public, so anyone could sign with it.

@@ -209,7 +209,7 @@ func (s *secretSource) fetch(_ context.Context, force bool) ([]byte, bool, error
 	s.modTime, s.size, s.read = fi.ModTime(), fi.Size(), true
 	secret, err := readHMACSecret(s.path)
 	if err != nil {
-		return nil, false, fmt.Errorf("hmac secret file: %w", err)
+		return nil, false, fmt.Errorf("hmac_secret_file: %w", err)
 	}
 	return secret, false, nil
 }

@@ -12,5 +12,6 @@
 // no key names, scripts or metrics, and logs nothing. The apikeys and
 // ratelimit packages call Options and make their own clients, each with its
 // own client name and retry policy (OptionsOverrides). Like every leaf
-// package it imports no project package.
+// package it imports no other project package but secretfile, which reads
+// the password file.
 package redisconn

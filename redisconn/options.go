@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // minDialTimeout is the least time a dial gets: a new connection costs a
@@ -78,7 +80,7 @@ func Options(c Config, o OptionsOverrides) (*redis.UniversalOptions, error) {
 	if c.PasswordFile != "" {
 		pw, err := readPassword(c.PasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
+			return nil, err // names password_file
 		}
 		var mu sync.Mutex
 		user, file := c.Username, c.PasswordFile
@@ -112,7 +114,7 @@ func Options(c Config, o OptionsOverrides) (*redis.UniversalOptions, error) {
 }
 
 func readPassword(file string) (string, error) {
-	b, err := os.ReadFile(file)
+	b, err := secretfile.Read("password_file", file)
 	if err != nil {
 		return "", err
 	}

@@ -88,7 +88,7 @@ func TestOptions_FileErrors(t *testing.T) {
 		msg    string
 		notExt bool // the error matches fs.ErrNotExist
 	}{
-		{"unreadable password file", redisconn.Config{Addrs: []string{"r:1"}, PasswordFile: missing}, "password_file: open " + missing, true},
+		{"unreadable password file", redisconn.Config{Addrs: []string{"r:1"}, PasswordFile: missing}, "password_file: stat " + missing, true},
 		{"unreadable CA file", redisconn.Config{Addrs: []string{"r:1"}, TLS: true, CAFile: missing}, "ca_file: open " + missing, true},
 		{"CA file without a certificate", redisconn.Config{Addrs: []string{"r:1"}, TLS: true, CAFile: notPEM}, "ca_file: no PEM certificate in " + notPEM, false},
 	}

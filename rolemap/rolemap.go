@@ -87,6 +87,8 @@ func Validate(m Mapping, roles map[string][]string) error {
 	for role, perms := range roles {
 		if role == "" {
 			errs = append(errs, errors.New("roles: a role name must not be empty"))
+		} else if strings.ContainsFunc(role, func(r rune) bool { return r == ',' || r <= ' ' || r == 0x7f }) {
+			errs = append(errs, fmt.Errorf("roles: role name %q must not contain a comma, white space or a control character (it travels in the comma-separated x-auth-roles header)", role))
 		}
 		for i, p := range perms {
 			if p == "" {
@@ -120,8 +122,12 @@ func Validate(m Mapping, roles map[string][]string) error {
 }
 
 // Roles returns the sorted, de-duplicated roles earned by groups, plus the
-// roles an identity carries directly (an API key's roles) and the default
-// roles. It never returns nil for an identity that has a default role.
+// roles an identity carries directly (an API key's roles) that are defined in
+// the roles table, and the default roles. A direct role that is not defined
+// is dropped: a stored record is data, and "viewer,admin" or an unknown name
+// must not reach the upstream's x-auth-roles (role names in the table are
+// validated to be safe list items). It never returns nil for an identity that
+// has a default role.
 func (m *Mapper) Roles(groups, direct []string) []string {
 	n := len(m.defaults) + len(direct)
 	for _, g := range groups {
@@ -132,7 +138,11 @@ func (m *Mapper) Roles(groups, direct []string) []string {
 	}
 	out := make([]string, 0, n)
 	out = append(out, m.defaults...)
-	out = append(out, direct...)
+	for _, r := range direct {
+		if m.known[r] {
+			out = append(out, r)
+		}
+	}
 	for _, g := range groups {
 		out = append(out, m.byGroup[g]...)
 	}

@@ -46,6 +46,7 @@ func TestMapper_Roles(t *testing.T) {
 		{"two rules for one group are merged and de-duplicated", []string{"ml-team", "eng"}, nil, []string{"developer", "llama", "viewer"}},
 		{"direct roles are added and sorted", []string{"eng"}, []string{"agent", "viewer"}, []string{"agent", "developer", "viewer"}},
 		{"group names are case-sensitive", []string{"ENG"}, nil, []string{"viewer"}},
+		{"undefined direct roles are dropped", nil, []string{"nosuchrole", "viewer,admin", "admin\n", "agent"}, []string{"agent", "viewer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +148,11 @@ func TestValidate(t *testing.T) {
 			mapping: Mapping{Rules: []Rule{{}}},
 			roles:   testRoles,
 			want:    []string{"role_mapping.rules[0].groups: must list at least one group", "role_mapping.rules[0].roles: must list at least one role"},
+		},
+		{
+			name:  "role name with a comma",
+			roles: map[string][]string{"viewer,admin": {"models:list"}},
+			want:  []string{`roles: role name "viewer,admin" must not contain a comma, white space or a control character`},
 		},
 		{
 			name:  "empty permission",

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // serverTLS serves the check listeners' certificate and client CAs from
@@ -91,7 +92,15 @@ func (s *serverTLS) load() error {
 
 func (s *serverTLS) loadLocked() error {
 	stamp := s.fileStamp()
-	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	certPEM, err := os.ReadFile(s.cfg.CertFile)
+	if err != nil {
+		return fmt.Errorf("listen.tls.cert_file: %w", err)
+	}
+	keyPEM, err := secretfile.Read("listen.tls.key_file", s.cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("load certificate: %w", err)
 	}

@@ -12,11 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extauthz/extauthz/secretfile"
 )
 
 // runToken mints a development JWT signed with a PEM private key, so a
@@ -50,7 +51,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	var key any
 	var method jwt.SigningMethod
 	if *secretPath != "" {
-		secret, err := os.ReadFile(*secretPath)
+		secret, err := secretfile.Read("--hmac-secret-file", *secretPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "extauthz token: %s\n", err)
 			return 1
@@ -122,7 +123,7 @@ func (c *claimFlags) Set(v string) error {
 }
 
 func readPrivateKey(path string) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read("--key", path)
 	if err != nil {
 		return nil, err
 	}
