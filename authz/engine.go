@@ -274,8 +274,14 @@ func (e *Engine) RateLimitRoutes() []string {
 // Decide answers one request. It never panics on hostile input and fails
 // closed: every error is a denial.
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
-	rt := e.match(r)
+	rt, refused := e.match(r)
 	var d Decision
+	if refused != "" {
+		// A method or path that cannot be read one way only is refused
+		// before any route or default_route can decide it.
+		d.Code, d.Reason = reasonCodes[refused], refused
+		return d
+	}
 	if rt != nil {
 		d.Route = rt.name
 		if rt.public {
@@ -378,18 +384,24 @@ func convertRateHeaders(in []ratelimit.Header) []Header {
 	return out
 }
 
-func (e *Engine) match(r *Request) *route {
-	p, ok := canonicalPath(r.Path)
-	if !ok {
-		return nil
+// match returns the first route that fits r (nil: none), or the reason r is
+// refused before matching: a method that is not an upper-case token, or a
+// path canonicalPath refuses.
+func (e *Engine) match(r *Request) (*route, Reason) {
+	if !validMethod(r.Method) {
+		return nil, ReasonInvalidMethod
+	}
+	p, refused := canonicalPath(r.Path)
+	if refused != "" {
+		return nil, refused
 	}
 	host := canonicalHost(r.Host)
 	for i := range e.routes {
 		if e.routes[i].matches(r.Method, host, p, r.ContextExtensions) {
-			return &e.routes[i]
+			return &e.routes[i], ""
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // authorize decides an authenticated identity against the route's require

@@ -20,9 +20,13 @@ type ServerOptions struct {
 	// AllowSampleRate is the fraction of allowed decisions that are logged
 	// (0 to 1, default 1). Denials are always logged.
 	AllowSampleRate float64
-	// HTTPPathPrefix is removed from the path of HTTP-mode checks that carry
-	// no x-forwarded-uri / x-original-uri (Envoy http_service path_prefix).
+	// HTTPPathPrefix is removed from the path of HTTP-mode checks with
+	// HTTPForwardedHeaders ForwardedNone (Envoy http_service path_prefix).
 	HTTPPathPrefix string
+	// HTTPForwardedHeaders is the header family the HTTP front end reads
+	// the original request from: ForwardedForwarded (default),
+	// ForwardedOriginal or ForwardedNone.
+	HTTPForwardedHeaders string
 }
 
 // DefaultCheckTimeout is the default per-check deadline.
@@ -33,6 +37,7 @@ type serverSettings struct {
 	timeout    time.Duration
 	sample     float64
 	pathPrefix string
+	forwarded  string // ForwardedForwarded, ForwardedOriginal or ForwardedNone
 }
 
 // Server answers checks with the current Engine over gRPC (Check) and HTTP
@@ -59,6 +64,10 @@ func (s *Server) Swap(e *Engine, opts ServerOptions) {
 		timeout:    opts.CheckTimeout,
 		sample:     opts.AllowSampleRate,
 		pathPrefix: strings.TrimSuffix(opts.HTTPPathPrefix, "/"),
+		forwarded:  opts.HTTPForwardedHeaders,
+	}
+	if st.forwarded == "" {
+		st.forwarded = ForwardedForwarded
 	}
 	if st.timeout <= 0 {
 		st.timeout = DefaultCheckTimeout
