@@ -44,6 +44,14 @@ func TestLoad_Mistakes(t *testing.T) {
 		{"provider_without_keys.yaml", []string{"jwt.providers[0]"}},
 		{"bad_algorithm.yaml", []string{"jwt.providers[0].algorithms", "HS256", "none"}},
 		{"bad_duration.yaml", []string{"line 7 (server.check_timeout): cannot unmarshal", `durations are strings with a unit, e.g. "300ms"`}},
+		{"forwarded_headers_unknown.yaml", []string{`server.http_forwarded_headers: "x-forwarded" is not valid: use forwarded`}},
+		{"path_prefix_without_none.yaml", []string{"server.http_path_prefix: is used only with server.http_forwarded_headers: none"}},
+		{"route_paths_and_methods.yaml", []string{
+			`routes[0].match.path_prefix: "/healthz/../admin" must be a plain decoded path`,
+			`routes[1].match.path: "/v1/a%2Fb" must be a plain decoded path`,
+			`routes[2].match.methods[0]: "get" must be an upper-case HTTP method token`,
+			`routes[2].match.methods[1]: "GET POST" must be an upper-case HTTP method token`,
+		}},
 		{"many_problems.yaml", []string{
 			`listen.grpc: "9001" must be host:port`,
 			"server.check_timeout: 0s must be between 1ms and 10s",
