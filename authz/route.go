@@ -3,6 +3,8 @@ package authz
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // route is a Route compiled once per config: lower-cased host, methods as a
@@ -122,7 +124,9 @@ func hasPathPrefix(p, prefix string) bool {
 //     a separator or delimiter to a hop that decodes before splitting); an
 //     empty segment ("//": merged by nginx, a URL authority to others); or
 //     a segment made only of dots (".", "..", "...", also %2e-encoded), which
-//     upstreams resolve, or not, each in their own way.
+//     upstreams resolve, or not, each in their own way; or characters that
+//     Unicode normalisation (NFKC) changes, such as the fullwidth solidus
+//     "／" or "ａｄｍｉｎ".
 //
 // The query (from the first raw '?') is ignored. The result starts with
 // '/', holds no '%', and canonicalPath(result) returns it unchanged. A path
@@ -173,6 +177,12 @@ func canonicalPath(raw string) (string, Reason) {
 		}
 		if !utf8.Valid(buf) {
 			return "", ReasonInvalidPath
+		}
+		// A path an upstream would change by Unicode normalisation
+		// (fullwidth "／", "．", "ａｄｍｉｎ", ligatures, decomposed
+		// accents) reads as another path there.
+		if !norm.NFKC.IsNormal(buf) {
+			return "", ReasonAmbiguousPath
 		}
 		p = string(buf)
 	}

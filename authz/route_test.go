@@ -73,6 +73,11 @@ func TestDecide_AmbiguousPathIsRefused(t *testing.T) {
 		{"relative path", "GET", "healthz"},
 		{"absolute-form target", "GET", "http://llm.example.com/healthz"},
 		{"asterisk-form target", "OPTIONS", "*"},
+		{"fullwidth solidus and dots", "DELETE", "/healthz／．．／admin/users"},
+		{"encoded fullwidth solidus", "DELETE", "/healthz%EF%BC%8F..%EF%BC%8Fadmin"},
+		{"fullwidth letters an upstream may fold to /admin", "DELETE", "/ａｄｍｉｎ/users"},
+		{"one dot leader pair", "DELETE", "/healthz/․․/admin"},
+		{"decomposed accent", "GET", "/healthz/é"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
