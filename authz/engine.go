@@ -173,6 +173,9 @@ type Engine struct {
 	llmLimits  LLMLimits
 	llmMetrics *LLMMetrics
 	needsBody  bool // some route has an LLM policy
+	// looseRisk: some route has an exact path, or a prefix with upper-case
+	// letters, so a lenient reading of any request path may differ.
+	looseRisk bool
 }
 
 // identityNames are the identity header names under the configured prefix.
@@ -235,6 +238,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	for _, r := range cfg.Routes {
 		c := compileRoute(r)
 		e.needsBody = e.needsBody || c.llm.Enabled()
+		e.looseRisk = e.looseRisk || c.path != "" || hasUpperASCII(c.pathPrefix)
 		e.routes = append(e.routes, c)
 	}
 	if cfg.RateLimitsOn() {
@@ -396,12 +400,29 @@ func (e *Engine) match(r *Request) (*route, Reason) {
 		return nil, refused
 	}
 	host := canonicalHost(r.Host)
-	for i := range e.routes {
-		if e.routes[i].matches(r.Method, host, p, r.ContextExtensions) {
-			return &e.routes[i], ""
+	rt := e.first(r.Method, host, p, r.ContextExtensions, false)
+	// Upstreams that compare paths without case (Express, ASP.NET) or
+	// ignore a trailing slash read /ADMIN/x or /admin/ as /admin/x or
+	// /admin: when that lenient reading selects another route (or a route
+	// where the exact one found none, leaving default_route to decide),
+	// the path is ambiguous. When both agree, every reading in between
+	// agrees too.
+	if e.looseRisk || hasUpperASCII(p) {
+		if e.first(r.Method, host, p, r.ContextExtensions, true) != rt {
+			return nil, ReasonAmbiguousPath
 		}
 	}
-	return nil, ""
+	return rt, ""
+}
+
+// first returns the first route that fits, or nil.
+func (e *Engine) first(method, host, p string, ctxExt map[string]string, loose bool) *route {
+	for i := range e.routes {
+		if e.routes[i].matches(method, host, p, ctxExt, loose) {
+			return &e.routes[i]
+		}
+	}
+	return nil
 }
 
 // authorize decides an authenticated identity against the route's require

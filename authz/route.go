@@ -57,17 +57,20 @@ func compileRoute(r Route) route {
 
 // matches reports whether the route fits a request whose host is already
 // lower-cased without port and whose path is canonical (see canonicalPath).
-func (r *route) matches(method, host, p string, ctxExt map[string]string) bool {
+// loose reads the path as the most lenient upstreams do: ASCII letters in
+// any case (Express, ASP.NET) and an exact path with or without a trailing
+// slash (Express, Flask, Django redirects).
+func (r *route) matches(method, host, p string, ctxExt map[string]string, loose bool) bool {
 	if r.hostExact != "" && host != r.hostExact {
 		return false
 	}
 	if r.hostSuffix != "" && (!strings.HasSuffix(host, r.hostSuffix) || len(host) == len(r.hostSuffix)) {
 		return false
 	}
-	if r.path != "" && p != r.path {
+	if r.path != "" && p != r.path && (!loose || !looseEqual(p, r.path)) {
 		return false
 	}
-	if r.pathPrefix != "" && !hasPathPrefix(p, r.pathPrefix) {
+	if r.pathPrefix != "" && !hasPathPrefix(p, r.pathPrefix) && (!loose || !looseHasPathPrefix(p, r.pathPrefix)) {
 		return false
 	}
 	if len(r.methods) > 0 {
@@ -100,6 +103,58 @@ func hasPathPrefix(p, prefix string) bool {
 		return false
 	}
 	return len(p) == len(prefix) || p[len(prefix)] == '/'
+}
+
+// looseEqual reports whether p and path are equal when ASCII case and one
+// trailing slash are ignored.
+func looseEqual(p, path string) bool {
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	return asciiEqualFold(p, path)
+}
+
+// looseHasPathPrefix is hasPathPrefix with ASCII case ignored.
+func looseHasPathPrefix(p, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if len(p) < len(prefix) || !asciiEqualFold(p[:len(prefix)], prefix) {
+		return false
+	}
+	return len(p) == len(prefix) || p[len(prefix)] == '/'
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// hasUpperASCII reports whether s holds an ASCII upper-case letter.
+func hasUpperASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // canonicalPath returns the path that routes are matched against, or the

@@ -18,6 +18,7 @@ var pathRoutes = []Route{
 	{Name: "admin-delete", Match: Match{PathPrefix: "/admin", Methods: []string{"DELETE"}}, Require: Require{AnyRole: []string{"admin"}}},
 	{Name: "admin-read", Match: Match{PathPrefix: "/admin"}, Require: Require{Authenticated: true}},
 	{Name: "models", Match: Match{PathPrefix: "/v1/models", Methods: []string{"GET"}}, Require: Require{AnyRole: []string{"admin"}}},
+	{Name: "settings", Match: Match{Path: "/settings"}, Require: Require{AnyRole: []string{"admin"}}},
 }
 
 func newPathEngine(t testing.TB) *Engine {
@@ -152,6 +153,39 @@ func TestDecide_MethodMustBeAnUpperCaseToken(t *testing.T) {
 			r := req(tc.method, "/admin/users", "authorization", "Bearer "+jwtBob)
 			if diff := cmp.Diff(tc.want, outcomeOf(e.Decide(context.Background(), r))); diff != "" {
 				t.Errorf("Decide(%q /admin/users) mismatch (-want +got):\n%s", tc.method, diff)
+			}
+		})
+	}
+}
+
+// TestDecide_LenientReadingOfAnotherRouteIsRefused: upstreams that compare
+// paths without case (Express by default, ASP.NET) or ignore a trailing
+// slash run the /admin handler for /ADMIN/users and the /settings handler
+// for /settings/. When such a lenient reading selects another route than
+// the path as written (here: none, so default_route: authenticated would
+// let a viewer through), the path is refused as ambiguous; when both
+// readings agree it is decided as usual.
+func TestDecide_LenientReadingOfAnotherRouteIsRefused(t *testing.T) {
+	e := newPathEngine(t)
+	tests := []struct {
+		name, method, path string
+		want               outcome
+	}{
+		{"upper-case prefix", "DELETE", "/ADMIN/users", outcome{"invalid_request", ReasonAmbiguousPath, ""}},
+		{"mixed-case prefix", "DELETE", "/Admin", outcome{"invalid_request", ReasonAmbiguousPath, ""}},
+		{"upper-case public path", "GET", "/HEALTHZ", outcome{"invalid_request", ReasonAmbiguousPath, ""}},
+		{"trailing slash on an exact path", "GET", "/settings/", outcome{"invalid_request", ReasonAmbiguousPath, ""}},
+		{"upper-case exact path", "GET", "/Settings", outcome{"invalid_request", ReasonAmbiguousPath, ""}},
+		{"exact path as written", "GET", "/settings", outcome{"forbidden", ReasonInsufficientRole, "settings"}},
+		{"upper case under the same prefix", "GET", "/v1/models/Meta-Llama-3", outcome{"forbidden", ReasonInsufficientRole, "models"}},
+		{"trailing slash under a prefix", "DELETE", "/admin/", outcome{"forbidden", ReasonInsufficientRole, "admin-delete"}},
+		{"upper case matching no route either way", "GET", "/Other", outcome{"allowed", ReasonAuthorized, ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := req(tc.method, tc.path, "authorization", "Bearer "+jwtBob)
+			if diff := cmp.Diff(tc.want, outcomeOf(e.Decide(context.Background(), r))); diff != "" {
+				t.Errorf("Decide(%s %q) mismatch (-want +got):\n%s", tc.method, tc.path, diff)
 			}
 		})
 	}
