@@ -130,6 +130,29 @@ func TestExampleConfigs(t *testing.T) {
 	}
 }
 
+// TestParse_HTTPForwardedHeaders: the family reaches the server options,
+// forwarded by default, and http_path_prefix goes with none.
+func TestParse_HTTPForwardedHeaders(t *testing.T) {
+	tests := []struct {
+		name, server, want string
+	}{
+		{"default", "{}", "forwarded"},
+		{"original", "{http_forwarded_headers: original}", "original"},
+		{"none with a path prefix", "{http_forwarded_headers: none, http_path_prefix: /check}", "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte("listen: {grpc: 127.0.0.1:1}\nserver: " + tt.server + "\nroutes: [{name: h, match: {path: /h}, public: true}]\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, cfg.ServerOptions().HTTPForwardedHeaders); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+}
+
 func TestParse_RoundTripsDurations(t *testing.T) {
 	cfg, err := Parse([]byte("listen: {grpc: 127.0.0.1:1}\nserver: {check_timeout: 250ms}\nroutes: [{name: h, match: {path: /h}, public: true}]\n"))
 	if err != nil {
