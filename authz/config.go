@@ -46,7 +46,9 @@ type Match struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// Path matches exactly (query string ignored).
 	Path string `yaml:"path"`
-	// Methods lists the HTTP methods that fit (upper-case); empty means all.
+	// Methods lists the HTTP methods that fit (upper-case tokens); empty
+	// means all. A request whose method is not an upper-case token is
+	// refused before matching (invalid_method).
 	Methods []string `yaml:"methods"`
 	// ContextExtensions must all be present with equal values in the Envoy
 	// CheckRequest's context_extensions (set per route in Envoy's
@@ -170,13 +172,22 @@ func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole fu
 		}
 		if strings.ContainsAny(m.Path+m.PathPrefix, "?#") {
 			errs = append(errs, fmt.Errorf("%s.match: paths must not contain a query or fragment (the query string is ignored when matching)", p))
+		} else {
+			// Requests are matched by their canonical path, so a route
+			// written otherwise could never match (see canonicalPath).
+			for _, kv := range [][2]string{{"path", m.Path}, {"path_prefix", m.PathPrefix}} {
+				key, v := kv[0], kv[1]
+				if c, refused := canonicalPath(v); v != "" && strings.HasPrefix(v, "/") && (refused != "" || c != v) {
+					errs = append(errs, fmt.Errorf("%s.match.%s: %q must be a plain decoded path: no %%-escapes, \\, ;, control characters, empty (//) or dot (., ..) segments", p, key, v))
+				}
+			}
 		}
 		if m.Host != "" && (strings.ContainsAny(m.Host, "/: ") || strings.Contains(m.Host[1:], "*")) {
 			errs = append(errs, fmt.Errorf("%s.match.host: %q must be a host name or *.domain, without port", p, m.Host))
 		}
 		for j, meth := range m.Methods {
-			if meth == "" || meth != strings.ToUpper(meth) || strings.ContainsAny(meth, " \t") {
-				errs = append(errs, fmt.Errorf("%s.match.methods[%d]: %q must be an upper-case HTTP method such as GET or POST", p, j, meth))
+			if !validMethod(meth) {
+				errs = append(errs, fmt.Errorf("%s.match.methods[%d]: %q must be an upper-case HTTP method token such as GET or POST (requests with other methods are refused)", p, j, meth))
 			}
 		}
 		q := r.Require

@@ -181,6 +181,9 @@ type Engine struct {
 	llmLimits  LLMLimits
 	llmMetrics *LLMMetrics
 	needsBody  bool // some route has an LLM policy
+	// looseRisk: some route has an exact path, or a prefix with upper-case
+	// letters, so a lenient reading of any request path may differ.
+	looseRisk bool
 }
 
 // identityNames are the identity header names under the configured prefix.
@@ -243,6 +246,7 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	for _, r := range cfg.Routes {
 		c := compileRoute(r)
 		e.needsBody = e.needsBody || c.llm.Enabled()
+		e.looseRisk = e.looseRisk || c.path != "" || hasUpperASCII(c.pathPrefix)
 		e.routes = append(e.routes, c)
 	}
 	if cfg.RateLimitsOn() {
@@ -282,8 +286,14 @@ func (e *Engine) RateLimitRoutes() []string {
 // Decide answers one request. It never panics on hostile input and fails
 // closed: every error is a denial.
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
-	rt := e.match(r)
+	rt, refused := e.match(r)
 	var d Decision
+	if refused != "" {
+		// A method or path that cannot be read one way only is refused
+		// before any route or default_route can decide it.
+		d.Code, d.Reason = ReasonCode(refused), refused
+		return d
+	}
 	if rt != nil {
 		d.Route = rt.name
 		if rt.public {
@@ -387,14 +397,37 @@ func convertRateHeaders(in []ratelimit.Header) []Header {
 	return out
 }
 
-func (e *Engine) match(r *Request) *route {
-	p, ok := canonicalPath(r.Path)
-	if !ok {
-		return nil
+// match returns the first route that fits r (nil: none), or the reason r is
+// refused before matching: a method that is not an upper-case token, or a
+// path canonicalPath refuses.
+func (e *Engine) match(r *Request) (*route, Reason) {
+	if !validMethod(r.Method) {
+		return nil, ReasonInvalidMethod
+	}
+	p, refused := canonicalPath(r.Path)
+	if refused != "" {
+		return nil, refused
 	}
 	host := canonicalHost(r.Host)
+	rt := e.first(r.Method, host, p, r.ContextExtensions, false)
+	// Upstreams that compare paths without case (Express, ASP.NET) or
+	// ignore a trailing slash read /ADMIN/x or /admin/ as /admin/x or
+	// /admin: when that lenient reading selects another route (or a route
+	// where the exact one found none, leaving default_route to decide),
+	// the path is ambiguous. When both agree, every reading in between
+	// agrees too.
+	if e.looseRisk || hasUpperASCII(p) {
+		if e.first(r.Method, host, p, r.ContextExtensions, true) != rt {
+			return nil, ReasonAmbiguousPath
+		}
+	}
+	return rt, ""
+}
+
+// first returns the first route that fits, or nil.
+func (e *Engine) first(method, host, p string, ctxExt map[string]string, loose bool) *route {
 	for i := range e.routes {
-		if e.routes[i].matches(r.Method, host, p, r.ContextExtensions) {
+		if e.routes[i].matches(method, host, p, ctxExt, loose) {
 			return &e.routes[i]
 		}
 	}

@@ -159,10 +159,10 @@ func TestEngine_Decide(t *testing.T) {
 		{"context extension matches", &Request{Method: "POST", Path: "/v1/embeddings", Headers: map[string]string{"authorization": "Bearer " + jwtBob}, ContextExtensions: map[string]string{"tenant": "a"}}, Allowed, ReasonAuthorized, "tenant", MethodJWT},
 		{"context extension differs", &Request{Method: "POST", Path: "/v1/embeddings", Headers: map[string]string{"authorization": "Bearer " + jwtBob}, ContextExtensions: map[string]string{"tenant": "b"}}, Forbidden, ReasonNoRoute, "", MethodNone},
 		{"prefix respects segment boundaries", req("GET", "/v1/modelsX", "authorization", "Bearer "+jwtBob), Forbidden, ReasonNoRoute, "", MethodNone},
-		{"dot segments cannot borrow a public route", req("POST", "/healthz/../v1/chat/completions"), MissingCredentials, ReasonNoCredentials, "chat", MethodNone},
-		{"encoded slash cannot borrow a public route", req("POST", "/healthz%2F..%2Fv1%2Fchat%2Fcompletions"), MissingCredentials, ReasonNoCredentials, "chat", MethodNone},
-		{"double slash is merged", req("GET", "//v1//models", "authorization", "Bearer "+jwtBob), Allowed, ReasonAuthorized, "models", MethodJWT},
-		{"undecodable path matches nothing", req("GET", "/healthz%zz"), Forbidden, ReasonNoRoute, "", MethodNone},
+		{"dot segments are refused", req("POST", "/healthz/../v1/chat/completions"), InvalidRequest, ReasonAmbiguousPath, "", MethodNone},
+		{"encoded slash is refused", req("POST", "/healthz%2F..%2Fv1%2Fchat%2Fcompletions"), InvalidRequest, ReasonAmbiguousPath, "", MethodNone},
+		{"double slash is refused", req("GET", "//v1//models", "authorization", "Bearer "+jwtBob), InvalidRequest, ReasonAmbiguousPath, "", MethodNone},
+		{"undecodable path is refused", req("GET", "/healthz%zz"), InvalidRequest, ReasonInvalidPath, "", MethodNone},
 		{"query string is ignored for matching", req("GET", "/healthz?next=/v1/chat"), Allowed, ReasonPublicRoute, "health", MethodNone},
 	}
 	for _, tt := range tests {
@@ -341,31 +341,43 @@ func TestLooksLikeJWT(t *testing.T) {
 	}
 }
 
+// TestCanonicalPath: a path is decoded once and matched as written; what
+// upstreams would read differently is refused (issue 13 changed dot
+// segments, repeated slashes, backslashes, encoded slashes and relative
+// paths from "resolved" to "refused").
 func TestCanonicalPath(t *testing.T) {
 	tests := []struct {
+		name   string
 		in     string
 		want   string
-		wantOK bool
+		reason Reason
 	}{
-		{"/v1/models", "/v1/models", true},
-		{"/v1/models?x=1#f", "/v1/models", true},
-		{"", "/", true},
-		{"/a/../b", "/b", true},
-		{"/a/./b/", "/a/b/", true},
-		{"//a///b", "/a/b", true},
-		{`/a\..\b`, "/b", true},
-		{"/a%2F..%2Fb", "/b", true},
-		{"/%2e%2e/etc", "/etc", true},
-		{"/a%zz", "", false},
-		{"/a%00b", "", false},
-		{"relative", "/relative", true},
-		{"/.well-known/x", "/.well-known/x", true},
+		{"plain", "/v1/models", "/v1/models", ""},
+		{"query ignored", "/v1/models?x=1", "/v1/models", ""},
+		{"trailing slash kept", "/v1/", "/v1/", ""},
+		{"root", "/", "/", ""},
+		{"encoded letters decoded", "/v1/%6Dodels", "/v1/models", ""},
+		{"dot file", "/.well-known/x", "/.well-known/x", ""},
+		{"fragment refused", "/v1/models?x=1#f", "", ReasonAmbiguousPath},
+		{"empty", "", "", ReasonInvalidPath},
+		{"dot-dot refused", "/a/../b", "", ReasonAmbiguousPath},
+		{"dot refused", "/a/./b/", "", ReasonAmbiguousPath},
+		{"repeated slashes refused", "//a///b", "", ReasonAmbiguousPath},
+		{"backslash refused", `/a\..\b`, "", ReasonAmbiguousPath},
+		{"encoded slash refused", "/a%2F..%2Fb", "", ReasonAmbiguousPath},
+		{"encoded dots refused", "/%2e%2e/etc", "", ReasonAmbiguousPath},
+		{"bad escape", "/a%zz", "", ReasonInvalidPath},
+		{"encoded NUL", "/a%00b", "", ReasonInvalidPath},
+		{"encoded percent", "/a%2541", "", ReasonInvalidPath},
+		{"relative refused", "relative", "", ReasonAmbiguousPath},
 	}
 	for _, tt := range tests {
-		got, ok := canonicalPath(tt.in)
-		if got != tt.want || ok != tt.wantOK {
-			t.Errorf("canonicalPath(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.wantOK)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := canonicalPath(tt.in)
+			if got != tt.want || reason != tt.reason {
+				t.Errorf("canonicalPath(%q) = %q, %q; want %q, %q", tt.in, got, reason, tt.want, tt.reason)
+			}
+		})
 	}
 }
 
@@ -386,6 +398,12 @@ func TestValidateRoutes(t *testing.T) {
 		{"path and prefix", []Route{{Name: "a", Public: true, Match: Match{Path: "/a", PathPrefix: "/a"}}}, "deny", "set either path or path_prefix"},
 		{"relative prefix", []Route{{Name: "a", Public: true, Match: Match{PathPrefix: "v1"}}}, "deny", `routes[0].match.path_prefix: "v1" must start with /`},
 		{"lower-case method", []Route{{Name: "a", Public: true, Match: Match{Methods: []string{"get"}}}}, "deny", `routes[0].match.methods[0]: "get" must be an upper-case HTTP method`},
+		{"method with a space", []Route{{Name: "a", Public: true, Match: Match{Methods: []string{"GET POST"}}}}, "deny", `routes[0].match.methods[0]: "GET POST" must be an upper-case HTTP method token`},
+		{"method with a slash", []Route{{Name: "a", Public: true, Match: Match{Methods: []string{"GET/"}}}}, "deny", `routes[0].match.methods[0]: "GET/" must be an upper-case HTTP method token`},
+		{"path with dot segments", []Route{{Name: "a", Public: true, Match: Match{Path: "/a/../b"}}}, "deny", `routes[0].match.path: "/a/../b" must be a plain decoded path`},
+		{"prefix with an escape", []Route{{Name: "a", Public: true, Match: Match{PathPrefix: "/a%20b"}}}, "deny", `routes[0].match.path_prefix: "/a%20b" must be a plain decoded path`},
+		{"prefix with a backslash", []Route{{Name: "a", Public: true, Match: Match{PathPrefix: `/a\b`}}}, "deny", `routes[0].match.path_prefix: "/a\\b" must be a plain decoded path`},
+		{"prefix with empty segment", []Route{{Name: "a", Public: true, Match: Match{PathPrefix: "/a//b"}}}, "deny", `routes[0].match.path_prefix: "/a//b" must be a plain decoded path`},
 		{"host with port", []Route{{Name: "a", Public: true, Match: Match{Host: "a.test:80"}}}, "deny", "must be a host name or *.domain, without port"},
 		{"bad default route", nil, "allow", `default_route: "allow" is not valid: use deny or authenticated`},
 	}

@@ -165,6 +165,25 @@ const (
 	// in flight for as long as the check could wait; the endpoint was not
 	// asked (503).
 	ReasonIntrospectionBusy Reason = "introspection_busy"
+
+	// Issue 13, requests that cannot be read one way only (400), refused
+	// before route matching so that default_route cannot decide them.
+	// ReasonInvalidPath: the path cannot be decoded (bad escape, %25, NUL
+	// or control character, not UTF-8, empty).
+	ReasonInvalidPath Reason = "invalid_path"
+	// ReasonAmbiguousPath: upstreams would read the path in different ways
+	// (backslash, encoded separator or delimiter, raw '#', ';', dot or
+	// empty segment, not origin form).
+	ReasonAmbiguousPath Reason = "ambiguous_path"
+	// ReasonInvalidMethod: the method is not an upper-case token.
+	ReasonInvalidMethod Reason = "invalid_method"
+	// ReasonUntrustedForwardingHeader: a forward-auth check carries a
+	// header of the family server.http_forwarded_headers does not trust,
+	// or a trusted one twice.
+	ReasonUntrustedForwardingHeader Reason = "untrusted_forwarding_header"
+	// ReasonMissingForwardingHeader: a forward-auth check lacks the
+	// method or URI header of the trusted family.
+	ReasonMissingForwardingHeader Reason = "missing_forwarding_header"
 )
 
 // reasonCodes lists every reason with the code it implies. Deny responses are
@@ -226,6 +245,13 @@ var reasonCodes = map[Reason]Code{
 	// Introspection flood bounds (issue 12, introspect branch).
 	ReasonIntrospectionRateLimited: Unavailable,
 	ReasonIntrospectionBusy:        Unavailable,
+
+	// Issue 13: paths, methods and forwarding headers.
+	ReasonInvalidPath:               InvalidRequest,
+	ReasonAmbiguousPath:             InvalidRequest,
+	ReasonInvalidMethod:             InvalidRequest,
+	ReasonUntrustedForwardingHeader: InvalidRequest,
+	ReasonMissingForwardingHeader:   InvalidRequest,
 }
 
 // ReasonCode returns the public code of a reason. It is the only reader of

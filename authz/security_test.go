@@ -82,7 +82,7 @@ func TestDecide_HugeRequests(t *testing.T) {
 			MissingCredentials, nil},
 		{"1 MiB path of dot segments climbing out of the public route",
 			req("POST", "/healthz"+strings.Repeat("/x/..", 1<<20/5)+"/../v1/chat/completions"),
-			MissingCredentials, nil},
+			InvalidRequest, nil},
 		{"1 MiB percent-encoded path",
 			req("GET", "/v1/models/"+strings.Repeat("%41", 1<<20/3), "authorization", "Bearer "+jwtBob),
 			Allowed, nil},
@@ -162,10 +162,18 @@ func TestDecide_DoubleEncodedPathNeverRidesAPublicRoute(t *testing.T) {
 			}
 		})
 	}
-	// Control: single encoding is decoded and resolved, so the request is
-	// judged by the protected route it really targets.
-	if d := e.Decide(context.Background(), req("POST", "/healthz/%2e%2e/v1/chat/completions")); d.Code != MissingCredentials || d.Route != "chat" {
-		t.Errorf("single-encoded traversal: %v on route %q, want missing_credentials on chat", d.Code, d.Route)
+	// Since issue 13 an encoded '%' is refused outright (invalid_path), as
+	// is single-encoded traversal (ambiguous_path); ordinary characters
+	// encoded once are decoded, so the request is judged by the route it
+	// really targets.
+	if d := e.Decide(context.Background(), req("POST", "/healthz/%252e%252e/v1/chat/completions")); d.Reason != ReasonInvalidPath {
+		t.Errorf("double-encoded traversal: %v (%s), want invalid_path", d.Code, d.Reason)
+	}
+	if d := e.Decide(context.Background(), req("POST", "/healthz/%2e%2e/v1/chat/completions")); d.Reason != ReasonAmbiguousPath {
+		t.Errorf("single-encoded traversal: %v (%s), want ambiguous_path", d.Code, d.Reason)
+	}
+	if d := e.Decide(context.Background(), req("POST", "/v1/chat/%63ompletions")); d.Code != MissingCredentials || d.Route != "chat" {
+		t.Errorf("encoded letter: %v on route %q, want missing_credentials on chat", d.Code, d.Route)
 	}
 }
 
@@ -208,6 +216,7 @@ func TestServer_PanicIsADenial(t *testing.T) {
 		}
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("authorization", cred)
+		r.Header.Set("x-forwarded-method", "GET")
 		r.Header.Set("x-forwarded-uri", "/v1/models")
 		w := httptest.NewRecorder()
 		s.HTTP().ServeHTTP(w, r)

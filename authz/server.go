@@ -26,9 +26,13 @@ type ServerOptions struct {
 	// "suppressed", the count left out. Negative logs every denial. Metrics
 	// count every decision either way.
 	DenialLogRate int
-	// HTTPPathPrefix is removed from the path of HTTP-mode checks that carry
-	// no x-forwarded-uri / x-original-uri (Envoy http_service path_prefix).
+	// HTTPPathPrefix is removed from the path of HTTP-mode checks with
+	// HTTPForwardedHeaders ForwardedNone (Envoy http_service path_prefix).
 	HTTPPathPrefix string
+	// HTTPForwardedHeaders is the header family the HTTP front end reads
+	// the original request from: ForwardedForwarded (default),
+	// ForwardedOriginal or ForwardedNone.
+	HTTPForwardedHeaders string
 }
 
 // DefaultCheckTimeout is the default per-check deadline.
@@ -40,6 +44,7 @@ type serverSettings struct {
 	sample     float64
 	pathPrefix string
 	denials    *denialSampler // nil: log every denial
+	forwarded  string         // ForwardedForwarded, ForwardedOriginal or ForwardedNone
 }
 
 // generation is an Engine with the settings of the same configuration. It
@@ -74,9 +79,13 @@ func (s *Server) Swap(e *Engine, opts ServerOptions) {
 		timeout:    opts.CheckTimeout,
 		sample:     opts.AllowSampleRate,
 		pathPrefix: strings.TrimSuffix(opts.HTTPPathPrefix, "/"),
+		forwarded:  opts.HTTPForwardedHeaders,
 	}}
 	if g.timeout <= 0 {
 		g.timeout = DefaultCheckTimeout
+	}
+	if g.forwarded == "" {
+		g.forwarded = ForwardedForwarded
 	}
 	if g.sample < 0 || g.sample > 1 {
 		g.sample = 1

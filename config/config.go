@@ -97,6 +97,13 @@ type Server struct {
 	// HTTPPathPrefix is removed from HTTP-mode check paths (Envoy
 	// http_service path_prefix).
 	HTTPPathPrefix string `yaml:"http_path_prefix"`
+	// HTTPForwardedHeaders names the one header family the HTTP listener
+	// reads the original request from: forwarded (default:
+	// x-forwarded-method/-uri/-host, as nginx/extauthz.conf, Traefik and
+	// Caddy send), original (x-original-method/-uri, nginx's documentation)
+	// or none (the check request itself: Envoy http_service). A check
+	// carrying the other family is refused.
+	HTTPForwardedHeaders string `yaml:"http_forwarded_headers"`
 	// GRPCReflection enables gRPC server reflection (for grpcurl).
 	GRPCReflection bool `yaml:"grpc_reflection"`
 	// GRPCMaxRecvBytes caps one gRPC message (a CheckRequest with headers,
@@ -135,10 +142,11 @@ func Default() Config {
 	return Config{
 		Listen: Listen{GRPC: "127.0.0.1:9001", HTTP: "127.0.0.1:9002", Admin: "127.0.0.1:9090"},
 		Server: Server{
-			CheckTimeout:     authz.DefaultCheckTimeout,
-			GRPCMaxRecvBytes: 4 << 20,
-			MaxHeaderBytes:   64 << 10,
-			ShutdownTimeout:  15 * time.Second,
+			CheckTimeout:         authz.DefaultCheckTimeout,
+			HTTPForwardedHeaders: authz.ForwardedForwarded,
+			GRPCMaxRecvBytes:     4 << 20,
+			MaxHeaderBytes:       64 << 10,
+			ShutdownTimeout:      15 * time.Second,
 		},
 		Log:          Log{Level: "info", AllowSampleRate: 1, DenialsPerSecond: authz.DefaultDenialLogRate},
 		JWT:          jwks.DefaultConfig(),
@@ -402,6 +410,15 @@ func (c *Config) Validate() error {
 	if p := c.Server.HTTPPathPrefix; p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#")) {
 		add(fmt.Errorf("server.http_path_prefix: %q must start with / and hold no query, e.g. /check", p))
 	}
+	switch c.Server.HTTPForwardedHeaders {
+	case authz.ForwardedForwarded, authz.ForwardedOriginal:
+		if c.Server.HTTPPathPrefix != "" {
+			add(fmt.Errorf("server.http_path_prefix: is used only with server.http_forwarded_headers: none (Envoy http_service); set that too, or remove the prefix"))
+		}
+	case authz.ForwardedNone:
+	default:
+		add(fmt.Errorf("server.http_forwarded_headers: %q is not valid: use forwarded (x-forwarded-*: nginx/extauthz.conf, Traefik, Caddy), original (x-original-*) or none (Envoy http_service)", c.Server.HTTPForwardedHeaders))
+	}
 	if n := c.Server.GRPCMaxRecvBytes; n < 4<<10 || n > 64<<20 {
 		add(fmt.Errorf("server.grpc_max_recv_bytes: %d must be between 4096 and 67108864", n))
 	}
@@ -622,10 +639,11 @@ func (c *Config) Authz() authz.Config {
 // ServerOptions returns the authz.Server's part of the configuration.
 func (c *Config) ServerOptions() authz.ServerOptions {
 	return authz.ServerOptions{
-		CheckTimeout:    c.Server.CheckTimeout,
-		AllowSampleRate: c.Log.AllowSampleRate,
-		DenialLogRate:   denialLogRate(c.Log.DenialsPerSecond),
-		HTTPPathPrefix:  c.Server.HTTPPathPrefix,
+		CheckTimeout:         c.Server.CheckTimeout,
+		AllowSampleRate:      c.Log.AllowSampleRate,
+		DenialLogRate:        denialLogRate(c.Log.DenialsPerSecond),
+		HTTPPathPrefix:       c.Server.HTTPPathPrefix,
+		HTTPForwardedHeaders: c.Server.HTTPForwardedHeaders,
 	}
 }
 

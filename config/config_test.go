@@ -44,6 +44,14 @@ func TestLoad_Mistakes(t *testing.T) {
 		{"provider_without_keys.yaml", []string{"jwt.providers[0]"}},
 		{"bad_algorithm.yaml", []string{"jwt.providers[0].algorithms", "HS256", "none"}},
 		{"bad_duration.yaml", []string{"line 7 (server.check_timeout): cannot unmarshal", `durations are strings with a unit, e.g. "300ms"`}},
+		{"forwarded_headers_unknown.yaml", []string{`server.http_forwarded_headers: "x-forwarded" is not valid: use forwarded`}},
+		{"path_prefix_without_none.yaml", []string{"server.http_path_prefix: is used only with server.http_forwarded_headers: none"}},
+		{"route_paths_and_methods.yaml", []string{
+			`routes[0].match.path_prefix: "/healthz/../admin" must be a plain decoded path`,
+			`routes[1].match.path: "/v1/a%2Fb" must be a plain decoded path`,
+			`routes[2].match.methods[0]: "get" must be an upper-case HTTP method token`,
+			`routes[2].match.methods[1]: "GET POST" must be an upper-case HTTP method token`,
+		}},
 		{"many_problems.yaml", []string{
 			`listen.grpc: "9001" must be host:port`,
 			"server.check_timeout: 0s must be between 1ms and 10s",
@@ -118,6 +126,29 @@ func TestExampleConfigs(t *testing.T) {
 		t.Run(f, func(t *testing.T) {
 			if _, err := Load(f); err != nil {
 				t.Errorf("%s: %v", f, err)
+			}
+		})
+	}
+}
+
+// TestParse_HTTPForwardedHeaders: the family reaches the server options,
+// forwarded by default, and http_path_prefix goes with none.
+func TestParse_HTTPForwardedHeaders(t *testing.T) {
+	tests := []struct {
+		name, server, want string
+	}{
+		{"default", "{}", "forwarded"},
+		{"original", "{http_forwarded_headers: original}", "original"},
+		{"none with a path prefix", "{http_forwarded_headers: none, http_path_prefix: /check}", "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte("listen: {grpc: 127.0.0.1:1}\nserver: " + tt.server + "\nroutes: [{name: h, match: {path: /h}, public: true}]\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, cfg.ServerOptions().HTTPForwardedHeaders); diff != "" {
+				t.Error(diff)
 			}
 		})
 	}
