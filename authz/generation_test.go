@@ -79,8 +79,8 @@ func TestServer_CheckSeesOneGeneration(t *testing.T) {
 	engB := publicEngine(t, "b", "/pa/x")
 	// A logs every allow, B none: an allow on route a that is not logged,
 	// or a log line for route b, is a mix.
-	optsA := ServerOptions{HTTPPathPrefix: "/pa", AllowSampleRate: 1}
-	optsB := ServerOptions{HTTPPathPrefix: "/pb", AllowSampleRate: 0}
+	optsA := ServerOptions{HTTPPathPrefix: "/pa", HTTPForwardedHeaders: ForwardedNone, AllowSampleRate: 1}
+	optsB := ServerOptions{HTTPPathPrefix: "/pb", HTTPForwardedHeaders: ForwardedNone, AllowSampleRate: 0}
 
 	tests := []struct {
 		name string
@@ -93,7 +93,7 @@ func TestServer_CheckSeesOneGeneration(t *testing.T) {
 			name: "http path prefix and routes",
 			check: func(s *Server, _ *routeLogCounter, _ *atomic.Int64) bool {
 				w := httptest.NewRecorder()
-				s.HTTP().ServeHTTP(w, httptest.NewRequest("GET", "http://llm.test/pa/x", nil))
+				s.HTTP().ServeHTTP(w, httptest.NewRequest("GET", "/pa/x", nil))
 				return w.Code == http.StatusOK
 			},
 		},

@@ -60,12 +60,15 @@ func TestServer_DecisionLogLineIsBounded(t *testing.T) {
 	tests := []struct {
 		name             string
 		path, host, rqID string
+		// reason is the denial's: a path that is not UTF-8 or holds
+		// control characters is refused before credentials are read.
+		reason Reason
 	}{
-		{"path of 0xff bytes", "/v1/models/" + ff, "api.test", "r1"},
-		{"host of 0xff bytes", "/v1/models", ff, "r1"},
-		{"request id of 0xff bytes", "/v1/models", "api.test", ff},
-		{"control characters", "/v1/models/" + strings.Repeat("\x01", 15<<10), strings.Repeat("\n", 5000), strings.Repeat("\x7f", 5000)},
-		{"long valid UTF-8", "/v1/models/" + strings.Repeat("é", 8<<10), strings.Repeat("a", 15<<10), strings.Repeat("€", 5000)},
+		{"path of 0xff bytes", "/v1/models/" + ff, "api.test", "r1", ReasonInvalidPath},
+		{"host of 0xff bytes", "/v1/models", ff, "r1", ReasonNoCredentials},
+		{"request id of 0xff bytes", "/v1/models", "api.test", ff, ReasonNoCredentials},
+		{"control characters", "/v1/models/" + strings.Repeat("\x01", 15<<10), strings.Repeat("\n", 5000), strings.Repeat("\x7f", 5000), ReasonInvalidPath},
+		{"long valid UTF-8", "/v1/models/" + strings.Repeat("é", 8<<10), strings.Repeat("a", 15<<10), strings.Repeat("€", 5000), ReasonNoCredentials},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +81,7 @@ func TestServer_DecisionLogLineIsBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("x-forwarded-method", "GET")
 			r.Header.Set("x-forwarded-uri", tt.path)
 			r.Header.Set("x-forwarded-host", tt.host)
 			r.Header.Set("x-request-id", tt.rqID)
@@ -98,8 +102,8 @@ func TestServer_DecisionLogLineIsBounded(t *testing.T) {
 				if err := json.Unmarshal([]byte(line), &fields); err != nil {
 					t.Errorf("log line is not JSON: %v", err)
 				}
-				if got := fields["reason"]; got != string(ReasonNoCredentials) {
-					t.Errorf("reason = %v, want %s", got, ReasonNoCredentials)
+				if got := fields["reason"]; got != string(tt.reason) {
+					t.Errorf("reason = %v, want %s", got, tt.reason)
 				}
 			}
 		})
@@ -150,6 +154,7 @@ func TestServer_RepeatedDenialsAreSampled(t *testing.T) {
 			start := time.Now()
 			for range 1000 {
 				r := httptest.NewRequest("GET", "/", nil)
+				r.Header.Set("x-forwarded-method", "GET")
 				r.Header.Set("x-forwarded-uri", "/v1/models")
 				s.HTTP().ServeHTTP(httptest.NewRecorder(), r)
 			}
@@ -168,6 +173,7 @@ func TestServer_RepeatedDenialsAreSampled(t *testing.T) {
 			// After the window, the next line reports what was left out.
 			time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
 			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("x-forwarded-method", "GET")
 			r.Header.Set("x-forwarded-uri", "/v1/models")
 			s.HTTP().ServeHTTP(httptest.NewRecorder(), r)
 			lines := logs.lines()

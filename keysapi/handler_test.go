@@ -229,7 +229,9 @@ func exchangeForm(token, scope string) url.Values {
 
 // checkStatus runs a forward-auth check of path with cred.
 func (en *env) checkStatus(path, cred string) int {
-	req := httptest.NewRequest("GET", path, nil)
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("x-forwarded-method", "GET")
+	req.Header.Set("x-forwarded-uri", path)
 	req.Header.Set("authorization", "Bearer "+cred)
 	rec := httptest.NewRecorder()
 	en.check.ServeHTTP(rec, req)
@@ -239,7 +241,9 @@ func (en *env) checkStatus(path, cred string) int {
 // checkHeaders runs a forward-auth check of path with cred and returns the
 // status and the response headers (the identity headers on allow).
 func (en *env) checkHeaders(path, cred string) (int, http.Header) {
-	req := httptest.NewRequest("GET", path, nil)
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("x-forwarded-method", "GET")
+	req.Header.Set("x-forwarded-uri", path)
 	req.Header.Set("authorization", "Bearer "+cred)
 	rec := httptest.NewRecorder()
 	en.check.ServeHTTP(rec, req)

@@ -20,7 +20,7 @@ Allowed (200, identity headers in the response):
   curl -i -H "authorization: Bearer \$TOKEN" -H "x-forwarded-method: POST" -H "x-forwarded-uri: /v1/chat/completions" http://127.0.0.1:9002/
 
 Denied (401 invalid_token):
-  curl -i -H "authorization: Bearer nope.nope.nope" -H "x-forwarded-uri: /v1/models" http://127.0.0.1:9002/
+  curl -i -H "authorization: Bearer nope.nope.nope" -H "x-forwarded-method: GET" -H "x-forwarded-uri: /v1/models" http://127.0.0.1:9002/
 
 Over gRPC, as Envoy calls it (needs grpcurl):
   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"method":"POST","path":"/v1/chat/completions","headers":{"authorization":"Bearer '\$TOKEN'"}}}}}' 127.0.0.1:9001 envoy.service.auth.v3.Authorization/Check

@@ -161,7 +161,13 @@ func TestServe_MutualTLS(t *testing.T) {
 	// The HTTP listener is TLS with the same policy.
 	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
 		Certificates: clientCert("spiffe://cluster.local/ns/istio-system/sa/ingressgateway", 22)}}}
-	resp, err := hc.Get("https://" + p.http + "/healthz")
+	req, err := http.NewRequest("GET", "https://"+p.http+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("x-forwarded-method", "GET")
+	req.Header.Set("x-forwarded-uri", "/healthz")
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("HTTPS check: %v", err)
 	}
