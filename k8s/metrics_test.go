@@ -375,11 +375,16 @@ func writeTestConfig(t *testing.T, shipped []byte, path, redisSock string, ports
 	if err := yaml.Unmarshal(shipped, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["listen"] = map[string]any{
-		"grpc":  fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		"http":  fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"admin": fmt.Sprintf("127.0.0.1:%d", ports[2]),
+	// The shipped listeners on loopback ports; one turned off stays off.
+	shippedListen, _ := cfg["listen"].(map[string]any)
+	listen := map[string]any{}
+	for i, name := range []string{"grpc", "http", "admin"} {
+		listen[name] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		if addr, set := shippedListen[name]; set && addr == "" {
+			listen[name] = ""
+		}
 	}
+	cfg["listen"] = listen
 	server, _ := cfg["server"].(map[string]any)
 	if server == nil {
 		server = map[string]any{}
