@@ -186,7 +186,13 @@ func scrapeServer(t *testing.T) map[string]family {
 
 	dir := shortTempDir(t)
 	bin := filepath.Join(dir, "extauthz")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/extauthz")
+	// With -race when the test runs under it: the build then reuses the
+	// packages go test has compiled and only links.
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/extauthz")...)
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/extauthz: %v\n%s", err, out)
