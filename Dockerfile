@@ -13,7 +13,9 @@
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
-# Modules first, so that a source change does not download them again.
+# Modules first, so that a source change does not download them again. Only
+# the product's modules: the manifest tests' Kubernetes modules live in
+# k8s/go.mod, and k8s/ is not in the build context (.dockerignore).
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .

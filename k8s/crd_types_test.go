@@ -60,37 +60,41 @@ type authorizationPolicy struct {
 		Provider *struct {
 			Name string `json:"name"`
 		} `json:"provider,omitempty"`
-		Rules []struct {
-			From []struct {
-				Source struct {
-					Principals        []string `json:"principals,omitempty"`
-					NotPrincipals     []string `json:"notPrincipals,omitempty"`
-					RequestPrincipals []string `json:"requestPrincipals,omitempty"`
-					Namespaces        []string `json:"namespaces,omitempty"`
-					NotNamespaces     []string `json:"notNamespaces,omitempty"`
-					IPBlocks          []string `json:"ipBlocks,omitempty"`
-					NotIPBlocks       []string `json:"notIpBlocks,omitempty"`
-				} `json:"source"`
-			} `json:"from,omitempty"`
-			To []struct {
-				Operation struct {
-					Hosts      []string `json:"hosts,omitempty"`
-					NotHosts   []string `json:"notHosts,omitempty"`
-					Ports      []string `json:"ports,omitempty"`
-					NotPorts   []string `json:"notPorts,omitempty"`
-					Methods    []string `json:"methods,omitempty"`
-					NotMethods []string `json:"notMethods,omitempty"`
-					Paths      []string `json:"paths,omitempty"`
-					NotPaths   []string `json:"notPaths,omitempty"`
-				} `json:"operation"`
-			} `json:"to,omitempty"`
-			When []struct {
-				Key       string   `json:"key"`
-				Values    []string `json:"values,omitempty"`
-				NotValues []string `json:"notValues,omitempty"`
-			} `json:"when,omitempty"`
-		} `json:"rules,omitempty"`
+		Rules []authorizationRule `json:"rules,omitempty"`
 	} `json:"spec"`
+}
+
+// authorizationRule is Istio's security.v1.Rule; an empty rule matches
+// every request.
+type authorizationRule struct {
+	From []struct {
+		Source struct {
+			Principals        []string `json:"principals,omitempty"`
+			NotPrincipals     []string `json:"notPrincipals,omitempty"`
+			RequestPrincipals []string `json:"requestPrincipals,omitempty"`
+			Namespaces        []string `json:"namespaces,omitempty"`
+			NotNamespaces     []string `json:"notNamespaces,omitempty"`
+			IPBlocks          []string `json:"ipBlocks,omitempty"`
+			NotIPBlocks       []string `json:"notIpBlocks,omitempty"`
+		} `json:"source"`
+	} `json:"from,omitempty"`
+	To []struct {
+		Operation struct {
+			Hosts      []string `json:"hosts,omitempty"`
+			NotHosts   []string `json:"notHosts,omitempty"`
+			Ports      []string `json:"ports,omitempty"`
+			NotPorts   []string `json:"notPorts,omitempty"`
+			Methods    []string `json:"methods,omitempty"`
+			NotMethods []string `json:"notMethods,omitempty"`
+			Paths      []string `json:"paths,omitempty"`
+			NotPaths   []string `json:"notPaths,omitempty"`
+		} `json:"operation"`
+	} `json:"to,omitempty"`
+	When []struct {
+		Key       string   `json:"key"`
+		Values    []string `json:"values,omitempty"`
+		NotValues []string `json:"notValues,omitempty"`
+	} `json:"when,omitempty"`
 }
 
 type mtls struct {

@@ -410,13 +410,21 @@ func TestDeployment_MatchesConfig(t *testing.T) {
 			if diff := cmp.Diff([]string{"serve", "--config", "/etc/extauthz/config.yaml"}, c.Args); diff != "" {
 				t.Errorf("args (-want +got):\n%s", diff)
 			}
-			// Every listener binds all interfaces on the port its named
-			// container port declares.
+			// Every listener that is on binds all interfaces on the port its
+			// named container port declares; a listener that is off has no
+			// container port (TestExposedPorts_AreListenersTheConfigTurnsOn
+			// checks the Services and policies).
 			ports := map[string]int32{}
 			for _, p := range c.Ports {
 				ports[p.Name] = p.ContainerPort
 			}
 			for name, addr := range map[string]string{"grpc": cfg.Listen.GRPC, "http": cfg.Listen.HTTP, "admin": cfg.Listen.Admin} {
+				if addr == "" {
+					if got, ok := ports[name]; ok {
+						t.Errorf("container port %q = %d, but listen.%s is off", name, got, name)
+					}
+					continue
+				}
 				host, port := splitAddr(t, addr)
 				if host != "0.0.0.0" && host != "" && host != "::" {
 					t.Errorf("listen.%s = %s: in a pod it must bind all interfaces, not %s", name, addr, host)
@@ -682,7 +690,8 @@ func TestBase_ServicePortNames(t *testing.T) {
 	for _, p := range s.Spec.Ports {
 		got[p.Name] = p.Port
 	}
-	want := map[string]int32{"grpc-authz": 9001, "http-authz": 9002, "http-metrics": 9090}
+	// No http-authz: the base turns the HTTP forward-auth listener off.
+	want := map[string]int32{"grpc-authz": 9001, "http-metrics": 9090}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Service ports (-want +got):\n%s", diff)
 	}

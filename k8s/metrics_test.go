@@ -186,7 +186,13 @@ func scrapeServer(t *testing.T) map[string]family {
 
 	dir := shortTempDir(t)
 	bin := filepath.Join(dir, "extauthz")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/extauthz")
+	// With -race when the test runs under it: the build then reuses the
+	// packages go test has compiled and only links.
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/extauthz")...)
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/extauthz: %v\n%s", err, out)
@@ -375,11 +381,16 @@ func writeTestConfig(t *testing.T, shipped []byte, path, redisSock string, ports
 	if err := yaml.Unmarshal(shipped, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["listen"] = map[string]any{
-		"grpc":  fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		"http":  fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"admin": fmt.Sprintf("127.0.0.1:%d", ports[2]),
+	// The shipped listeners on loopback ports; one turned off stays off.
+	shippedListen, _ := cfg["listen"].(map[string]any)
+	listen := map[string]any{}
+	for i, name := range []string{"grpc", "http", "admin"} {
+		listen[name] = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		if addr, set := shippedListen[name]; set && addr == "" {
+			listen[name] = ""
+		}
 	}
+	cfg["listen"] = listen
 	server, _ := cfg["server"].(map[string]any)
 	if server == nil {
 		server = map[string]any{}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,18 +15,21 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// TestRun_TinyLoad builds both servers and runs a short load of every main
-// scenario against them, so the tool cannot rot: it must finish with zero
-// RPC errors and zero wrong decisions, and print a row per server and
-// scenario with a ratio to the floor.
+// TestRun_TinyLoad runs a short load of every main scenario against both
+// servers, so the tool cannot rot: it must finish with zero RPC errors and
+// zero wrong decisions, and print a row per server and scenario with a ratio
+// to the floor. It builds the servers itself with the flags of the test
+// (see buildServers) and hands them over with -bin and -floor-bin.
 func TestRun_TinyLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs servers for a few seconds")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	bin, floorBin := buildServers(ctx, t)
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, []string{
+		"-bin", bin, "-floor-bin", floorBin,
 		"-duration", "500ms", "-warmup", "200ms", "-rounds", "1",
 		"-conns", "1", "-concurrency", "4", "-tokens", "20",
 		"-scenarios", "jwt_cached,jwt_distinct,api_key,mix_10pct_denials",
@@ -42,6 +47,26 @@ func TestRun_TinyLoad(t *testing.T) {
 	if !strings.Contains(out, "×") {
 		t.Errorf("no ratio to the floor in the table:\n%s", out)
 	}
+}
+
+// buildServers builds cmd/extauthz and loadtest/floor in one go command,
+// with -race when the test runs under it and without -trimpath: the tool's
+// own build (-trimpath) would compile every package, dependencies included,
+// a second time, whereas this one reuses what go test has just compiled for
+// the test binary and only links.
+func buildServers(ctx context.Context, t *testing.T) (bin, floorBin string) {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/extauthz", "./loadtest/floor")...)
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
+	}
+	return filepath.Join(dir, "extauthz"), filepath.Join(dir, "floor")
 }
 
 // TestParseFlags_Short: -short shortens what was not set explicitly, and
