@@ -4,6 +4,9 @@ set -euo pipefail
 bin=$1
 cfg=$2
 dir=$(dirname "$cfg")
+# A checkout made under umask 002 leaves the development key group-writable,
+# which extauthz refuses for any secret file.
+chmod go-w "$dir/private.pem"
 token=$("$bin" token --key "$dir/private.pem" --kid dev-1 \
   --iss https://issuer.dev.local --aud llm-gateway --sub alice@example.com \
   --groups eng --claim email=alice@example.com --ttl 12h)

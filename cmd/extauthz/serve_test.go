@@ -25,12 +25,20 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/extauthz/extauthz/secretfile/secretfiletest"
 )
 
 // binary is the extauthz binary the process tests run, built once.
 var binary string
 
 func TestMain(m *testing.M) {
+	// The development key and secret fixtures must not be group-writable,
+	// whatever the umask of the checkout.
+	if err := secretfiletest.ProtectFixtures("../../examples/dev/private.pem", "../../config/testdata/*secret*.txt"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "extauthz-bin")
 	if err != nil {
 		panic(err)
