@@ -5,10 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/extauthz/extauthz/secretfile"
+	"github.com/extauthz/extauthz/secretfile/secretfiletest"
 )
 
 // TestTLS_RefusesUnsafeKeyFile: check-config refuses a TLS private key that
@@ -19,30 +18,21 @@ func TestTLS_RefusesUnsafeKeyFile(t *testing.T) {
 	if err := os.WriteFile(cert, []byte("certificate"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+	key := filepath.Join(dir, "ok.key")
+	if err := os.WriteFile(key, []byte("key"), 0o600); err != nil {
 		t.Fatal(err)
-	}
-	write := func(name string, size int, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, make([]byte, size), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
 	}
 	tests := []struct {
 		name, key string
 		want      error
 	}{
-		{"private key 0600", write("ok.key", 100, 0o600), nil},
-		{"directory", dir, secretfile.ErrNotRegular},
-		{"FIFO", fifo, secretfile.ErrNotRegular},
-		{"10 MiB file", write("huge.key", 10<<20, 0o600), secretfile.ErrTooLarge},
-		{"group-writable file", write("gw.key", 100, 0o660), secretfile.ErrWritable},
-		{"world-writable file", write("ww.key", 100, 0o602), secretfile.ErrWritable},
+		{"private key 0600", key, nil},
+	}
+	for _, u := range secretfiletest.UnsafeFiles(t) {
+		tests = append(tests, struct {
+			name, key string
+			want      error
+		}{u.Name, u.Path, u.Want})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
