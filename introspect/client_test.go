@@ -1,7 +1,6 @@
 package introspect
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/extauthz/extauthz/internal/logtest"
 )
 
 // idp is a real RFC 7662 endpoint over httptest: it checks the client
@@ -110,8 +111,7 @@ type fixture struct {
 	idp    *idp
 	client *Client
 	reg    *prometheus.Registry
-	logs   *bytes.Buffer
-	mu     *sync.Mutex
+	logs   *logtest.Buffer
 }
 
 func newFixture(t *testing.T, secret string, edit func(*Config)) *fixture {
@@ -122,8 +122,8 @@ func newFixture(t *testing.T, secret string, edit func(*Config)) *fixture {
 		edit(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	f := &fixture{idp: p, reg: reg, logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	logger := slog.New(slog.NewJSONHandler(lockedBuffer{f.logs, f.mu}, nil))
+	f := &fixture{idp: p, reg: reg, logs: &logtest.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(f.logs, nil))
 	c, err := New(context.Background(), cfg, Deps{Logger: logger, Metrics: NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
@@ -133,22 +133,7 @@ func newFixture(t *testing.T, secret string, edit func(*Config)) *fixture {
 	return f
 }
 
-type lockedBuffer struct {
-	b  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (f *fixture) logText() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.logs.String()
-}
+func (f *fixture) logText() string { return f.logs.String() }
 
 const token = "opaque-2YotnFZFEjr1zCsicMWpAA"
 
