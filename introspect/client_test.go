@@ -201,15 +201,19 @@ func TestClient_IntrospectSlowEndpoint(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Introspect took %s, want about the 100ms timeout", d)
 	}
-	// A caller whose own deadline ends first is answered then.
+	// A caller whose own deadline ends first is answered then, not at the
+	// client's timeout (3s here, so a busy machine's delays cannot blur
+	// the two).
+	f = newFixture(t, "s3cret", func(c *Config) { c.Timeout = 3 * time.Second })
+	f.idp.set(0, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start = time.Now()
 	if _, err := f.client.Introspect(ctx, "another-token"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Introspect error = %v, want ErrUnavailable wrapping DeadlineExceeded", err)
 	}
-	if d := time.Since(start); d > 90*time.Millisecond {
-		t.Errorf("Introspect took %s past the caller's 20ms deadline", d)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Introspect took %s past the caller's 20ms deadline (client timeout 3s)", d)
 	}
 }
 
@@ -563,11 +567,19 @@ func TestClient_IntrospectConcurrencyIsBounded(t *testing.T) {
 	if got := testutil.ToFloat64(f.client.metrics.busy); got != float64(busy.Load()) || got < 200-slots {
 		t.Errorf(`throttled_total{reason="concurrency_limited"} = %v, want %d (>= %d)`, got, busy.Load(), 200-slots)
 	}
-	// Once the requests end (Timeout), the slots are free again.
-	time.Sleep(400 * time.Millisecond)
+	// Once the requests end (Timeout), the slots are free again: poll (a
+	// busy machine may end them late) until a check gets through.
 	f.idp.set(0, 0)
-	if _, err := f.client.Introspect(context.Background(), "after"); !errors.Is(err, ErrInactive) {
-		t.Fatalf("after the slots freed: Introspect error = %v, want ErrInactive", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := f.client.Introspect(context.Background(), "after")
+		if errors.Is(err, ErrInactive) {
+			break
+		}
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("after the slots freed: Introspect error = %v, want ErrInactive", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -313,7 +313,7 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 				if tt.instances(t) < 0 {
 					return
 				}
-				deadline := time.Now().Add(3 * time.Second)
+				deadline := time.Now().Add(10 * time.Second)
 				for got := tt.instances(t); got != want; got = tt.instances(t) {
 					if time.Now().After(deadline) {
 						t.Fatalf("%d running instances, want %d", got, want)
@@ -327,7 +327,7 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 					return
 				}
 				// A replaced generation is closed after its drain.
-				deadline := time.Now().Add(3 * time.Second)
+				deadline := time.Now().Add(10 * time.Second)
 				for tt.closed(part) != want {
 					if !want || time.Now().After(deadline) {
 						t.Fatalf("part closed = %v, want %v", !want, want)
