@@ -158,12 +158,10 @@ func TestServe_JWKSFailsAfterStartup(t *testing.T) {
 	} {
 		before := value(t, p.scrape(t), "extauthz_jwks_refresh_total", failures)
 		tc.apply()
-		deadline := time.Now().Add(10 * time.Second)
-		for value(t, p.scrape(t), "extauthz_jwks_refresh_total", failures) < before+2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no failed refresh counted within 10s", tc.name)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !eventually(10*time.Second, func() bool {
+			return value(t, p.scrape(t), "extauthz_jwks_refresh_total", failures) >= before+2
+		}) {
+			t.Fatalf("%s: no failed refresh counted within 10s", tc.name)
 		}
 		allowFresh(tc.name)
 	}

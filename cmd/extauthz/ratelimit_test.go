@@ -88,12 +88,10 @@ func TestServe_RateLimitsSurviveReload(t *testing.T) {
 		}
 		n := strings.Count(strings.Join(p.log(), "\n"), "config reloaded")
 		_ = p.cmd.Process.Signal(syscall.SIGHUP)
-		deadline := time.Now().Add(10 * time.Second)
-		for strings.Count(strings.Join(p.log(), "\n"), "config reloaded") == n {
-			if time.Now().After(deadline) {
-				t.Fatal("no config reloaded line within 10s")
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !eventually(10*time.Second, func() bool {
+			return strings.Count(strings.Join(p.log(), "\n"), "config reloaded") > n
+		}) {
+			t.Fatal("no config reloaded line within 10s")
 		}
 	}
 	// Only the policy changes: same Limiter, same connections. The new
