@@ -488,9 +488,11 @@ func TestStore_RedisOutage(t *testing.T) {
 	if _, err := s.Lookup(ctx, cachedKey); err != nil {
 		t.Errorf("cached key during outage: %v, want found", err)
 	}
+	// The bound is loose (a busy machine is slow) but far below go-redis's
+	// own 5s dial and 3s read timeouts, which apply if Timeout does not.
 	start := time.Now()
 	_, err = s.Lookup(ctx, otherKey)
-	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > cfg.Redis.Timeout+200*time.Millisecond {
+	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > cfg.Redis.Timeout+time.Second {
 		t.Errorf("uncached key during outage: %v after %v, want ErrUnavailable within %v", err, took, cfg.Redis.Timeout)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, ErrUnavailable) {
@@ -528,7 +530,9 @@ func TestStore_Lookup_TimeoutOnHungRedis(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Lookup on hung Redis = %v, want ErrUnavailable and DeadlineExceeded", err)
 	}
-	if took < cfg.Redis.Timeout/2 || took > cfg.Redis.Timeout+250*time.Millisecond {
+	// The upper bound is loose (a busy machine is slow) but far below
+	// go-redis's own 3s read timeout, which applies if Timeout does not.
+	if took < cfg.Redis.Timeout/2 || took > cfg.Redis.Timeout+time.Second {
 		t.Errorf("Lookup on hung Redis took %v, want about %v", took, cfg.Redis.Timeout)
 	}
 	// A shorter deadline of the caller (check_timeout) wins.

@@ -1,14 +1,12 @@
 package jwks
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 )
 
@@ -34,33 +33,15 @@ func testOptions() *options {
 	return o
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testEnv struct {
 	reg  *prometheus.Registry
 	deps Deps
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 func newEnv() *testEnv {
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	return &testEnv{
 		reg:  reg,
 		logs: logs,

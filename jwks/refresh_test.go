@@ -149,7 +149,8 @@ func TestVerifier_UnknownKIDWaitIsBoundedByContext(t *testing.T) {
 	if !errors.Is(err, ErrUnknownKID) {
 		t.Fatalf("Verify = %v, want ErrUnknownKID", err)
 	}
-	if elapsed > 500*time.Millisecond {
+	// 1s: loose for a busy machine, half the 2s fetch_timeout.
+	if elapsed > time.Second {
 		t.Errorf("Verify took %s with a 100ms deadline", elapsed)
 	}
 

@@ -272,7 +272,9 @@ func TestLimiter_Allow_HungRedisIsBoundedAndSuspended(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) || !res.Allowed {
 			t.Fatalf("call %d on hung Redis: %+v, %v", i+1, res, err)
 		}
-		if took < timeout/2 || took > timeout+200*time.Millisecond {
+		// Loose upper bound (a busy machine is slow), far below go-redis's
+		// own 3s read timeout, which applies if Timeout does not.
+		if took < timeout/2 || took > timeout+time.Second {
 			t.Errorf("call %d took %v, want about %v", i+1, took, timeout)
 		}
 	}
@@ -322,7 +324,8 @@ func TestLimiter_Allow_CallerDeadline(t *testing.T) {
 		start := time.Now()
 		_, err := l.Allow(ctx, r)
 		cancel()
-		if !errors.Is(err, ErrUnavailable) || time.Since(start) > 250*time.Millisecond {
+		// 600ms: loose for a busy machine, below the 1s limiter timeout.
+		if !errors.Is(err, ErrUnavailable) || time.Since(start) > 600*time.Millisecond {
 			t.Fatalf("Allow with a 30ms deadline = %v after %v", err, time.Since(start))
 		}
 	}

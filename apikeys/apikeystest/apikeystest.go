@@ -9,7 +9,6 @@
 package apikeystest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/extauthz/extauthz/internal/logtest"
 )
 
 const startTimeout = 10 * time.Second
@@ -62,7 +63,7 @@ type Server struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *logtest.Buffer
 	// exited is closed when the current process has exited.
 	exited chan struct{}
 }
@@ -163,9 +164,9 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 
 // start runs a redis-server and returns it with its output and a channel
 // closed when it exits.
-func start(t testing.TB, bin string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
+func start(t testing.TB, bin string, args ...string) (*exec.Cmd, *logtest.Buffer, chan struct{}) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	setDeathSignal(cmd)
@@ -376,23 +377,4 @@ func StartSentinel(t testing.TB) (sentinelAddr, masterName string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and a test's
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/config"
@@ -46,15 +45,7 @@ func (s *server) newAPIServer(cfg *config.Config, listen func(string) (net.Liste
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg.config([]string{"http/1.1"}))
 	}
-	return &apiServer{lis: l, srv: &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-	}}, nil
+	return &apiServer{lis: l, srv: clientHTTPServer(h, cfg, s.logger)}, nil
 }
 
 // serve starts serving; the result goes to errc.

@@ -43,11 +43,7 @@ func TestServe_KeyAPIOnItsOwnListener(t *testing.T) {
 	}
 	p := startProc(t, path)
 	p.waitReady(t)
-	var line map[string]any
-	if err := json.Unmarshal([]byte(p.waitLog(t, `"key API serving"`)), &line); err != nil {
-		t.Fatal(err)
-	}
-	api := "http://" + line["api"].(string)
+	api := p.apiURL(t)
 	client, _ := p.client(t)
 
 	do := func(method, u, cred, ctype, body string) (int, map[string]any) {
@@ -140,11 +136,7 @@ func TestServe_MintedKeysShareTheCallersBudget(t *testing.T) {
 	}
 	p := startProc(t, path)
 	p.waitReady(t)
-	var line map[string]any
-	if err := json.Unmarshal([]byte(p.waitLog(t, `"key API serving"`)), &line); err != nil {
-		t.Fatal(err)
-	}
-	api := "http://" + line["api"].(string)
+	api := p.apiURL(t)
 	client, _ := p.client(t)
 
 	alice := mintToken(t, "alice", "eng")
@@ -187,4 +179,15 @@ func TestServe_MintedKeysShareTheCallersBudget(t *testing.T) {
 	if diff := cmp.Diff([]int{200, 200, 200, 429, 429, 200}, got); diff != "" {
 		t.Errorf("statuses of alice, key1, key2, key1, alice, the CLI's alice (-want +got):\n%s", diff)
 	}
+}
+
+// apiURL returns the base URL of p's key API, from its "key API serving"
+// log line.
+func (p *proc) apiURL(t *testing.T) string {
+	t.Helper()
+	var line map[string]any
+	if err := json.Unmarshal([]byte(p.waitLog(t, `"key API serving"`)), &line); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + line["api"].(string)
 }

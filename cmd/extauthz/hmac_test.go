@@ -19,7 +19,11 @@ func TestServe_HMACProviderWithMintedToken(t *testing.T) {
 	writeFile(t, secret, []byte(strings.Repeat("s3cr3t-", 6)+"\n"))
 	writeFile(t, other, []byte(strings.Repeat("wrong!-", 6)+"\n"))
 	cfg := filepath.Join(dir, "config.yaml")
+	// The check budget is generous: this test is about which token is
+	// accepted, and on a busy machine the default 300ms budget can turn
+	// the allow into a 503.
 	y := `listen: {grpc: 127.0.0.1:0, admin: 127.0.0.1:0}
+server: {check_timeout: 5s}
 jwt:
   providers:
     - {name: shared, issuer: https://internal.test, audiences: [llm-gateway], hmac_secret_file: hmac.key}

@@ -34,12 +34,10 @@ func sighupReplacing(t *testing.T, p *proc, from, to string) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(strings.Join(p.log(), "\n"), "config reloaded") == n {
-		if time.Now().After(deadline) {
-			t.Fatal("no config reloaded line within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually(10*time.Second, func() bool {
+		return strings.Count(strings.Join(p.log(), "\n"), "config reloaded") > n
+	}) {
+		t.Fatal("no config reloaded line within 10s")
 	}
 }
 
@@ -60,28 +58,13 @@ func replaceInFile(t *testing.T, path, from, to string) {
 // waitCheckStatus repeats r until it gets want, for at most within.
 func waitCheckStatus(t *testing.T, c authv3.AuthorizationClient, r *authv3.CheckRequest, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		_, st := check(t, c, r)
-		if st == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status %d after %s, want %d", st, within, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var st int
+	if !eventually(within, func() bool {
+		_, st = check(t, c, r)
+		return st == want
+	}) {
+		t.Fatalf("status %d after %s, want %d", st, within, want)
 	}
-}
-
-// readyzStatus returns the /readyz status of p.
-func readyzStatus(t *testing.T, p *proc) int {
-	t.Helper()
-	resp, err := http.Get("http://" + p.admin + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
 
 // TestServe_ReloadKeepsJWKSRefresh runs the binary against a JWKS over
@@ -126,7 +109,7 @@ jwt:
 			waitCheckStatus(t, client, models(idp.Sign(idp.Claims("alice", "llm-gateway"))), 200, 3*time.Second)
 		}},
 		{"readiness stays green with refresh alive", func(t *testing.T) {
-			if st := readyzStatus(t, p); st != 200 {
+			if st := p.readyz(t); st != 200 {
 				t.Errorf("/readyz = %d, want 200", st)
 			}
 		}},
@@ -186,7 +169,7 @@ jwt:
 			waitCheckStatus(t, client, tt.req, tt.status, 3*time.Second)
 		})
 	}
-	if st := readyzStatus(t, p); st != 200 {
+	if st := p.readyz(t); st != 200 {
 		t.Errorf("/readyz = %d, want 200", st)
 	}
 }
@@ -313,12 +296,12 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 				if tt.instances(t) < 0 {
 					return
 				}
-				deadline := time.Now().Add(3 * time.Second)
-				for got := tt.instances(t); got != want; got = tt.instances(t) {
-					if time.Now().After(deadline) {
-						t.Fatalf("%d running instances, want %d", got, want)
-					}
-					time.Sleep(10 * time.Millisecond)
+				var got int
+				if !eventually(10*time.Second, func() bool {
+					got = tt.instances(t)
+					return got == want
+				}) {
+					t.Fatalf("%d running instances, want %d", got, want)
 				}
 			}
 			wantClosed := func(part any, want bool) {
@@ -327,7 +310,7 @@ introspection: {endpoint: %q, client_id: extauthz, client_secret_file: intro.sec
 					return
 				}
 				// A replaced generation is closed after its drain.
-				deadline := time.Now().Add(3 * time.Second)
+				deadline := time.Now().Add(10 * time.Second)
 				for tt.closed(part) != want {
 					if !want || time.Now().After(deadline) {
 						t.Fatalf("part closed = %v, want %v", !want, want)

@@ -175,15 +175,11 @@ api_keys:
 	query := "querySecret" + hex.EncodeToString(must(t, 8))
 
 	// Wait until the key store answers (it connects in the background).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, st := check(t, client, checkReq("GET", "/v1/models", map[string]string{"x-api-key": created.Key})); st == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the API key was not allowed within 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !eventually(10*time.Second, func() bool {
+		_, st := check(t, client, checkReq("GET", "/v1/models", map[string]string{"x-api-key": created.Key}))
+		return st == 200
+	}) {
+		t.Fatal("the API key was not allowed within 10s")
 	}
 
 	type call struct {
@@ -280,16 +276,12 @@ api_keys:
 	if _, st := check(t, client, checkReq("GET", "/v1/models", map[string]string{"x-api-key": spare.Key})); st != 503 {
 		t.Errorf("uncached key with Redis down: status %d, want 503", st)
 	}
-	deadline = time.Now().Add(10 * time.Second)
 	var readyAfter int
 	var readyBodyAfter string
-	for {
+	eventually(10*time.Second, func() bool {
 		readyAfter, readyBodyAfter = get(t, "http://"+p.admin+"/readyz")
-		if strings.Contains(readyBodyAfter, "unreachable") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return strings.Contains(readyBodyAfter, "unreachable")
+	})
 	if readyAfter != 503 || !strings.Contains(readyBodyAfter, "unreachable") {
 		t.Errorf("readyz with Redis down = %d %s, want 503 naming the key store", readyAfter, readyBodyAfter)
 	}

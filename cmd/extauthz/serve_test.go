@@ -170,40 +170,54 @@ func (p *proc) log() []string {
 	return append([]string(nil), p.lines...)
 }
 
+// eventually polls cond until it holds, for at most within, and reports
+// whether it did: tests wait for a condition, never for a fixed time, so a
+// busy machine only makes them slower.
+func eventually(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // waitLog waits until a log line contains all of subs.
 func (p *proc) waitLog(t *testing.T, subs ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var found string
+	if !eventually(10*time.Second, func() bool {
 		for _, l := range p.log() {
 			ok := true
 			for _, s := range subs {
 				ok = ok && strings.Contains(l, s)
 			}
 			if ok {
-				return l
+				found = l
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no log line with %q", subs)
 	}
-	t.Fatalf("no log line with %q", subs)
-	return ""
+	return found
 }
 
 func (p *proc) waitReady(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	if !eventually(10*time.Second, func() bool {
 		resp, err := http.Get("http://" + p.admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatal("extauthz did not become ready within 10s")
 	}
-	t.Fatal("extauthz did not become ready within 10s")
 }
 
 func (p *proc) client(t *testing.T) (authv3.AuthorizationClient, healthpb.HealthClient) {

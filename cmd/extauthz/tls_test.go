@@ -187,16 +187,13 @@ func TestServe_MutualTLS(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "tls.key"), newKey)
 	writeFile(t, filepath.Join(dir, "tls.crt"), newCert)
 	good := clientCert("spiffe://cluster.local/ns/istio-system/sa/ingressgateway", 23)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := check(good)
-		if err == nil && st != nil && st.PeerCertificates[0].SerialNumber.Int64() == 11 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rotated certificate not served within 5s (err %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var rotErr error
+	if !eventually(10*time.Second, func() bool {
+		var st *tls.ConnectionState
+		st, rotErr = check(good)
+		return rotErr == nil && st != nil && st.PeerCertificates[0].SerialNumber.Int64() == 11
+	}) {
+		t.Fatalf("rotated certificate not served within 10s (err %v)", rotErr)
 	}
 	p.waitLog(t, "tls: certificate reloaded")
 }
