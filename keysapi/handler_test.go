@@ -157,22 +157,21 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 
 // jwt signs a token for sub with the given groups, expiring after ttl.
 func (en *env) jwt(sub string, ttl time.Duration, groups ...string) string {
-	c := en.idp.Claims(sub, "llm-gateway")
-	c["exp"] = time.Now().Add(ttl).Unix()
-	if groups != nil {
-		c["groups"] = groups
-	}
-	return en.idp.Sign(jwt.MapClaims(c))
+	return signJWT(en.idp, sub, ttl, groups)
 }
 
 // jwtB is jwt signed by the second provider.
 func (en *env) jwtB(sub string, ttl time.Duration, groups ...string) string {
-	c := en.idpB.Claims(sub, "llm-gateway")
+	return signJWT(en.idpB, sub, ttl, groups)
+}
+
+func signJWT(idp *jwkstest.Server, sub string, ttl time.Duration, groups []string) string {
+	c := idp.Claims(sub, "llm-gateway")
 	c["exp"] = time.Now().Add(ttl).Unix()
 	if groups != nil {
 		c["groups"] = groups
 	}
-	return en.idpB.Sign(jwt.MapClaims(c))
+	return idp.Sign(jwt.MapClaims(c))
 }
 
 type reply struct {

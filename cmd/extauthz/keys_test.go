@@ -212,12 +212,18 @@ func openTestStore(t *testing.T, c apikeys.Config) *apikeys.Store {
 	return s
 }
 
-func TestRunKeys_Redis(t *testing.T) {
+// redisKeys starts a Redis and returns a configuration whose key store it
+// is, with a server's store on it.
+func redisKeys(t *testing.T) (cfg string, server *apikeys.Store) {
+	t.Helper()
 	url := apikeystest.StartRedis(t)
-	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
 	c := apikeys.DefaultConfig()
 	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
-	server := openTestStore(t, c)
+	return keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n"), openTestStore(t, c)
+}
+
+func TestRunKeys_Redis(t *testing.T) {
+	cfg, server := redisKeys(t)
 	testKeysCommands(t, cfg, func(key string) error {
 		_, err := server.Lookup(context.Background(), key)
 		return err
@@ -388,11 +394,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 // key of one owner in one namespace (the CLI's, or --issuer's) and prints
 // the count, leaving the same name in other namespaces alone.
 func TestRunKeys_RevokeOwner(t *testing.T) {
-	url := apikeystest.StartRedis(t)
-	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
-	c := apikeys.DefaultConfig()
-	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
-	s := openTestStore(t, c)
+	cfg, s := redisKeys(t)
 	ctx := context.Background()
 	const iss = "https://idp.example"
 	var recs []*apikeys.Record
@@ -457,12 +459,9 @@ func (adminAPI) MapRoles(_, roles []string) []string  { return roles }
 // API show the same key as the same JSON (apikeys.KeyView), whoever created
 // it, with and without the optional fields, which are left out when unset.
 func TestKeyView_CLIAndAPIAgree(t *testing.T) {
-	url := apikeystest.StartRedis(t)
-	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
-	c := apikeys.DefaultConfig()
-	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
+	cfg, server := redisKeys(t)
 	h, err := keysapi.New(keysapi.Config{}, keysapi.Deps{
-		Auth: func() keysapi.Authenticator { return adminAPI{} }, Store: openTestStore(t, c), Logger: slog.New(slog.DiscardHandler),
+		Auth: func() keysapi.Authenticator { return adminAPI{} }, Store: server, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
