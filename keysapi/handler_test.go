@@ -226,13 +226,8 @@ func exchangeForm(token, scope string) url.Values {
 
 // checkStatus runs a forward-auth check of path with cred.
 func (en *env) checkStatus(path, cred string) int {
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Set("x-forwarded-method", "GET")
-	req.Header.Set("x-forwarded-uri", path)
-	req.Header.Set("authorization", "Bearer "+cred)
-	rec := httptest.NewRecorder()
-	en.check.ServeHTTP(rec, req)
-	return rec.Code
+	status, _ := en.checkHeaders(path, cred)
+	return status
 }
 
 // checkHeaders runs a forward-auth check of path with cred and returns the
