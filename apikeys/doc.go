@@ -1,8 +1,11 @@
 // Package apikeys owns extauthz's API keys: their format, their storage in
 // Redis (standalone, Sentinel or Cluster) shared by every replica, the
 // in-process caches in front of it, and their lifecycle (create, list, show,
-// revoke). It does not decide anything about requests: authz calls
-// Store.Lookup and maps the sentinel errors to responses.
+// revoke), and the one JSON form of a key that `extauthz keys --json` and
+// the key API both write (KeyView, from Record.View). It does not decide
+// anything about requests: authz calls Store.Lookup and maps the sentinel
+// errors to responses. A key's own rate limit (RateLimit) is a
+// ratelimit.Limit, stored and range-checked here, counted by ratelimit.
 //
 // # Key format
 //

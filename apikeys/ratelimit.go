@@ -8,46 +8,23 @@ import (
 	"io"
 	"strings"
 	"time"
-)
 
-// Bounds of a RateLimit, the same as those of the ratelimit package.
-const (
-	maxLimitRequests = 1_000_000
-	minLimitPer      = time.Second
-	maxLimitPer      = 24 * time.Hour
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 // RateLimit is a key's own rate limit: Requests per Per, with up to Burst at
-// once (0 means Requests). Its fields are those of ratelimit.Limit, in the
-// same order, so ratelimit.Limit(*rec.RateLimit) converts it; this package
-// stores it and checks its range but does not count anything.
+// once (0 means Requests). It is a ratelimit.Limit, with its fields and
+// bounds (requests 1 to 1000000, per 1s to 24h, burst 0 to 1000000), so
+// ratelimit.Limit(*rec.RateLimit) converts it; this package stores it and
+// checks its range but does not count anything.
 //
-// Its JSON form, in the rate_limit field of Redis and of the embedded
-// store's file, is {"requests":10,"per":"1m","burst":0}.
-type RateLimit struct {
-	// Requests is the sustained number of requests per Per (1 to 1000000).
-	Requests int
-	// Per is the period, 1s to 24h.
-	Per time.Duration
-	// Burst is how many requests may arrive at once: 0 (the same as
-	// Requests) to 1000000.
-	Burst int
-}
+// Its JSON form, in the rate_limit field of Redis, of the embedded store's
+// file and of a KeyView, is {"requests":10,"per":"1m","burst":0}.
+type RateLimit ratelimit.Limit
 
-// check reports the range problems of l, each as "<path>.<field>: <rule>".
-func (l RateLimit) check(path string) []error {
-	var errs []error
-	if l.Requests < 1 || l.Requests > maxLimitRequests {
-		errs = append(errs, fmt.Errorf("%s.requests: %d must be between 1 and %d, e.g. 60", path, l.Requests, maxLimitRequests))
-	}
-	if l.Per < minLimitPer || l.Per > maxLimitPer {
-		errs = append(errs, fmt.Errorf("%s.per: %s must be between 1s and 24h, e.g. 1m", path, l.Per))
-	}
-	if l.Burst < 0 || l.Burst > maxLimitRequests {
-		errs = append(errs, fmt.Errorf("%s.burst: %d must be between 0 (same as requests) and %d, e.g. 10", path, l.Burst, maxLimitRequests))
-	}
-	return errs
-}
+// check reports the range problems of l, each as "<path>.<field>: <rule>",
+// or nil.
+func (l RateLimit) check(path string) error { return ratelimit.Limit(l).Check(path) }
 
 // rateLimitJSON is the stored form of a RateLimit. Pointers tell a missing
 // field from a zero one.
@@ -110,8 +87,8 @@ func parseRateLimit(b []byte) (RateLimit, error) {
 	if l.Per, err = time.ParseDuration(*j.Per); err != nil {
 		return RateLimit{}, fmt.Errorf("%s.per: %q is not a duration such as 1m", fieldRateLimit, *j.Per)
 	}
-	if errs := l.check(fieldRateLimit); len(errs) > 0 {
-		return RateLimit{}, errors.Join(errs...)
+	if err := l.check(fieldRateLimit); err != nil {
+		return RateLimit{}, err
 	}
 	return l, nil
 }

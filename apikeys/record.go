@@ -141,7 +141,9 @@ func (o CreateOptions) validate() (CreateOptions, error) {
 		bad("ttl", "must not be negative (0 means never), e.g. 720h")
 	}
 	if o.RateLimit != nil {
-		errs = append(errs, o.RateLimit.check(fieldRateLimit)...)
+		if err := o.RateLimit.check(fieldRateLimit); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return o, fmt.Errorf("apikeys: create: %w: %w", ErrInvalid, errors.Join(errs...))

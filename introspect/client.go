@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -487,16 +486,17 @@ func parseObject(body []byte) (map[string]json.RawMessage, error) {
 	return members, nil
 }
 
+// numericDate reads an exp or nbf member as a JWT's (jwks.NumericDate).
 func numericDate(raw json.RawMessage) (time.Time, error) {
 	var f float64
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return time.Time{}, errors.New("not a number")
 	}
-	if math.IsNaN(f) || f < 0 || f > 1e11 {
+	t, ok := jwks.NumericDate(f)
+	if !ok {
 		return time.Time{}, errors.New("out of range")
 	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), nil
+	return t, nil
 }
 
 func stringMember(m map[string]json.RawMessage, name string) string {

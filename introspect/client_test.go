@@ -167,6 +167,12 @@ func TestClient_Introspect(t *testing.T) {
 		{"trailing_data", nil, `{"active":true,"sub":"a"} {"active":true}`, 0, nil, ErrUnavailable},
 		{"garbage", nil, `<html>oops</html>`, 0, nil, ErrUnavailable},
 		{"exp_as_string", nil, `{"active":true,"sub":"a","exp":"soon"}`, 0, nil, ErrUnavailable},
+		// exp and nbf are NumericDates read as a JWT's are (jwks.NumericDate):
+		// 0 to the end of year 9999.
+		{"exp_at_the_end_of_year_9999", nil, `{"active":true,"sub":"a","exp":253402300799}`, 0, &Result{Subject: "a", ExpiresAt: time.Unix(253402300799, 0)}, nil},
+		{"exp_after_year_9999", nil, `{"active":true,"sub":"a","exp":253402300800}`, 0, nil, ErrUnavailable},
+		{"exp_negative", nil, `{"active":true,"sub":"a","exp":-1}`, 0, nil, ErrUnavailable},
+		{"nbf_after_year_9999", nil, `{"active":true,"sub":"a","nbf":1e300}`, 0, nil, ErrUnavailable},
 		{"too_large", nil, `{"active":true,"sub":"a","pad":"` + strings.Repeat("x", MaxResponseBytes) + `"}`, 0, nil, ErrUnavailable},
 		{"server_error", nil, "", http.StatusInternalServerError, nil, ErrUnavailable},
 		{"redirect", nil, "", http.StatusFound, nil, ErrUnavailable},

@@ -76,6 +76,18 @@ type headerMapping struct {
 // Bounds of a NumericDate: 1970 up to the end of year 9999.
 const maxNumericDate = 253402300799
 
+// NumericDate converts a NumericDate (RFC 7519 section 2: seconds since the
+// epoch, possibly fractional) to a time. ok is false for NaN, a negative
+// value or one past the end of year 9999. The introspect package reads exp
+// and nbf with it too.
+func NumericDate(f float64) (t time.Time, ok bool) {
+	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
+		return time.Time{}, false
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
 // numericDate reads a NumericDate claim. present is false when the claim is
 // absent; err is set when it is not a number in range.
 func numericDate(claims *jsonValue, name string) (t time.Time, present bool, err error) {
@@ -87,11 +99,10 @@ func numericDate(claims *jsonValue, name string) (t time.Time, present bool, err
 		return time.Time{}, true, fmt.Errorf("%s is not a number", name)
 	}
 	f, perr := strconv.ParseFloat(v.str, 64)
-	if perr != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
+	if t, ok = NumericDate(f); perr != nil || !ok {
 		return time.Time{}, true, fmt.Errorf("%s is not a date in range", name)
 	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true, nil
+	return t, true, nil
 }
 
 // checkClaims applies the time, audience and subject rules of p to the

@@ -16,7 +16,12 @@
 // when none has one), capped by max_ttl and by the JWT's own exp.
 //
 // Keys are created and revoked through apikeys.Store, so they share its
-// storage and its invalidation with `extauthz keys`. The package decides no
+// storage and its invalidation with `extauthz keys`, and answered as
+// apikeys.KeyView, the same JSON as `extauthz keys --json`. Files:
+// handler.go wires the routes, auth.go authenticates callers (one
+// authenticate-and-deny path for every endpoint), keys.go serves /v1/keys,
+// exchange.go serves /v1/token, mintlimit.go limits minting per caller,
+// respond.go writes answers and audit.go the lifecycle log lines. The package decides no
 // check and does not import go-control-plane. Every key lifecycle event is
 // one log line (event, key_id, owner, actor, roles; never the key) and one
 // increment of extauthz_apikey_events_total{event}.

@@ -2,6 +2,7 @@ package keysapi
 
 import (
 	"math"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -62,4 +63,22 @@ func (m *mintLimiter) allow(caller string, l ratelimit.Limit, now time.Time) (bo
 		return false, strconv.Itoa(int(math.Ceil(d.Seconds())))
 	}
 	return true, ""
+}
+
+// limitMint spends one mint of the caller's budget (api.mint_rate_limit),
+// answering 429 with retry-after itself when it is spent.
+func (h *Handler) limitMint(w http.ResponseWriter, id *authz.Identity, cfg Config, oauth bool) bool {
+	ok, retry := h.mint.allow(callerKey(id), cfg.MintRateLimit, h.deps.Now())
+	if ok {
+		return true
+	}
+	h.deps.Metrics.count(EventMintLimited)
+	w.Header().Set("retry-after", retry)
+	if oauth {
+		// RFC 6749 has no rate error; slow_down is RFC 8628's.
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many keys minted by this subject; retry later")
+	} else {
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many keys created by this caller; retry later")
+	}
+	return false
 }

@@ -8,9 +8,9 @@ import (
 	"github.com/extauthz/extauthz/ratelimit"
 )
 
-// authz turns an API key's own limit into a Limit with a plain conversion,
-// since apikeys may not import this package; this breaks the build if the
-// two types drift apart, and checks that no field is lost on the way.
+// authz turns an API key's own limit into a Limit with a plain conversion
+// (apikeys.RateLimit is defined as a Limit, with its own JSON form); this
+// checks that no field is lost on the way.
 func TestLimit_ConvertsFromAPIKeyRateLimit(t *testing.T) {
 	in := apikeys.RateLimit{Requests: 10, Per: time.Minute, Burst: 5}
 	got := ratelimit.Limit(in)

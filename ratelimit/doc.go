@@ -6,9 +6,11 @@
 //
 // It does not authenticate, match routes or build responses: the authz
 // package asks Policy.Resolve for the Rule of an authorized caller, then
-// Limiter.Allow, and turns the Result into headers or a 429. Like the other
-// leaf packages it imports no project package; the caller describes itself
-// with a Caller.
+// Limiter.Allow, and turns the Result into headers or a 429. Of the project
+// it imports only redisconn (the Redis connection settings and client); the
+// caller describes itself with a Caller. Limit is also the type of an API
+// key's own limit (apikeys.RateLimit), so its bounds are checked in one
+// place (Limit.Check).
 //
 // # Algorithm
 //

@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 )
 
@@ -164,7 +165,7 @@ func TestServe_MintedKeysShareTheCallersBudget(t *testing.T) {
 	if code := runKeys(context.Background(), []string{"create", "--config", path, "--owner", "alice", "--json"}, &out, &errb); code != 0 {
 		t.Fatalf("keys create: %d %s", code, errb.String())
 	}
-	var cli keyView
+	var cli apikeys.CreatedKey
 	if err := json.Unmarshal([]byte(out.String()), &cli); err != nil {
 		t.Fatal(err)
 	}

@@ -194,7 +194,7 @@ func (k *keysCmd) create(ctx context.Context, args []string) int {
 		limit = &rl
 		return nil
 	})
-	asJSON := fs.Bool("json", false, "print JSON (includes the key, once)")
+	asJSON := fs.Bool("json", false, "print JSON, the key API's form (includes the key, once)")
 	if _, code, done := k.parse(fs, args, 0); done {
 		return code
 	}
@@ -235,9 +235,7 @@ func (k *keysCmd) create(ctx context.Context, args []string) int {
 		return k.opError(err, "")
 	}
 	if *asJSON {
-		v := viewOf(rec, time.Now())
-		v.Key = secret
-		return k.writeJSON(v)
+		return k.writeJSON(apikeys.CreatedKey{Key: secret, KeyView: rec.View(time.Now())})
 	}
 	fmt.Fprintf(k.stdout, "Created API key %s.\n\n", rec.ID)
 	k.describe(rec)
@@ -268,9 +266,9 @@ func (k *keysCmd) list(ctx context.Context, args []string) int {
 	}
 	now := time.Now()
 	if *asJSON {
-		views := make([]keyView, len(recs))
+		views := make([]apikeys.KeyView, len(recs))
 		for i, r := range recs {
-			views[i] = viewOf(r, now)
+			views[i] = r.View(now)
 		}
 		return k.writeJSON(views)
 	}
@@ -308,7 +306,7 @@ func (k *keysCmd) show(ctx context.Context, args []string) int {
 		return k.opError(err, pos[0])
 	}
 	if *asJSON {
-		return k.writeJSON(viewOf(rec, time.Now()))
+		return k.writeJSON(rec.View(time.Now()))
 	}
 	k.describe(rec)
 	return 0
@@ -407,34 +405,6 @@ func (k *keysCmd) describe(r *apikeys.Record) {
 	_ = tw.Flush()
 }
 
-// keyView is the JSON form of a key. Key (the secret) is only ever set by
-// create; the hash is shortened to 8 hex characters.
-type keyView struct {
-	Key         string    `json:"key,omitempty"`
-	ID          string    `json:"id"`
-	Owner       string    `json:"owner"`
-	Issuer      string    `json:"issuer,omitempty"` // absent: the CLI namespace
-	Status      string    `json:"status"`
-	Groups      []string  `json:"groups"`
-	Roles       []string  `json:"roles"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
-	ExpiresAt   time.Time `json:"expires_at,omitzero"`
-	RevokedAt   time.Time `json:"revoked_at,omitzero"`
-	HashPrefix  string    `json:"hash_prefix"`
-	// RateLimit is {"requests":10,"per":"1m","burst":0}, absent for none.
-	RateLimit *apikeys.RateLimit `json:"rate_limit,omitempty"`
-}
-
-func viewOf(r *apikeys.Record, now time.Time) keyView {
-	return keyView{
-		ID: r.ID, Owner: r.Owner, Issuer: r.Issuer, Status: r.Status(now),
-		Groups: orEmpty(r.Groups), Roles: orEmpty(r.Roles), Description: r.Description,
-		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), RevokedAt: r.RevokedAt.UTC(),
-		HashPrefix: apikeys.HashPrefix(r.Hash), RateLimit: r.RateLimit,
-	}
-}
-
 // limitString formats a key's own limit as --rate-limit reads it ("10/1m",
 // "10/1m,burst=5"), or "-" for none.
 func limitString(l *apikeys.RateLimit) string {
@@ -458,13 +428,6 @@ func issuerNote(iss string) string {
 		return " (CLI namespace)"
 	}
 	return " (minted by a JWT of this issuer)"
-}
-
-func orEmpty(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
 }
 
 func orDash(s string) string {

@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"maps"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +20,8 @@ import (
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/keysapi"
 )
 
 // keysConfig writes a minimal valid configuration whose api_keys section is
@@ -70,7 +76,7 @@ func keysJSON[T any](t *testing.T, args ...string) T {
 // the store of cfg, checking with lookup (a server's view of the same store)
 // that they take effect.
 func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
-	created := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "alice@example.com",
+	created := keysJSON[apikeys.CreatedKey](t, "create", "--config", cfg, "--owner", "alice@example.com",
 		"--groups", "eng,ml-team", "--groups", "extra", "--roles", "developer", "--ttl", "720h",
 		"--description", "CI runner", "--json")
 	if !apikeys.ValidID(created.ID) || created.Key == "" || created.Status != "active" {
@@ -95,15 +101,14 @@ func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
 		t.Errorf("create output does not show the key once with a warning:\n%s", out)
 	}
 
-	want := created
-	want.Key = ""
+	want := created.KeyView
 	// show, with the flag before and after the id.
 	for _, args := range [][]string{
 		{"show", "--config", cfg, created.ID, "--json"},
 		{"show", "--json", "--config", cfg, created.ID},
 		{"show", created.ID, "--config", cfg, "--json"},
 	} {
-		got := keysJSON[keyView](t, args...)
+		got := keysJSON[apikeys.KeyView](t, args...)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%v (-want +got):\n%s", args, diff)
 		}
@@ -113,11 +118,11 @@ func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
 		t.Errorf("show: exit %d\n%s", code, out)
 	}
 
-	list := keysJSON[[]keyView](t, "list", "--config", cfg, "--json")
+	list := keysJSON[[]apikeys.KeyView](t, "list", "--config", cfg, "--json")
 	if len(list) != 2 || list[0].ID != created.ID || list[1].Owner != "bob" {
 		t.Errorf("list --json = %+v, want alice's then bob's key", list)
 	}
-	mine := keysJSON[[]keyView](t, "list", "--owner", "alice@example.com", "--config", cfg, "--json")
+	mine := keysJSON[[]apikeys.KeyView](t, "list", "--owner", "alice@example.com", "--config", cfg, "--json")
 	if len(mine) != 1 || mine[0].ID != created.ID {
 		t.Errorf("list --owner = %+v", mine)
 	}
@@ -141,7 +146,7 @@ func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
 	if code != 0 || !strings.Contains(out, "already revoked") {
 		t.Errorf("second revoke: exit %d\n%s", code, out)
 	}
-	if got := keysJSON[keyView](t, "show", created.ID, "--config", cfg, "--json"); got.Status != "revoked" || got.RevokedAt.IsZero() {
+	if got := keysJSON[apikeys.KeyView](t, "show", created.ID, "--config", cfg, "--json"); got.Status != "revoked" || got.RevokedAt.IsZero() {
 		t.Errorf("show after revoke = %+v", got)
 	}
 
@@ -191,7 +196,7 @@ func testKeysCommands(t *testing.T, cfg string, lookup func(key string) error) {
 			}
 		})
 	}
-	if l := keysJSON[[]keyView](t, "list", "--owner", "a", "--config", cfg, "--json"); len(l) != 0 {
+	if l := keysJSON[[]apikeys.KeyView](t, "list", "--owner", "a", "--config", cfg, "--json"); len(l) != 0 {
 		t.Errorf("refused creates left keys: %+v", l)
 	}
 }
@@ -207,12 +212,18 @@ func openTestStore(t *testing.T, c apikeys.Config) *apikeys.Store {
 	return s
 }
 
-func TestRunKeys_Redis(t *testing.T) {
+// redisKeys starts a Redis and returns a configuration whose key store it
+// is, with a server's store on it.
+func redisKeys(t *testing.T) (cfg string, server *apikeys.Store) {
+	t.Helper()
 	url := apikeystest.StartRedis(t)
-	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
 	c := apikeys.DefaultConfig()
 	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
-	server := openTestStore(t, c)
+	return keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n"), openTestStore(t, c)
+}
+
+func TestRunKeys_Redis(t *testing.T) {
+	cfg, server := redisKeys(t)
 	testKeysCommands(t, cfg, func(key string) error {
 		_, err := server.Lookup(context.Background(), key)
 		return err
@@ -282,7 +293,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			cfg, server, rdb := st.setup(t)
 			ctx := context.Background()
-			created := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "ci-bot", "--rate-limit", "10/1m,burst=5", "--json")
+			created := keysJSON[apikeys.CreatedKey](t, "create", "--config", cfg, "--owner", "ci-bot", "--rate-limit", "10/1m,burst=5", "--json")
 			want := &apikeys.RateLimit{Requests: 10, Per: time.Minute, Burst: 5}
 			if diff := cmp.Diff(want, created.RateLimit); diff != "" {
 				t.Errorf("create --json rate_limit (-want +got):\n%s", diff)
@@ -294,7 +305,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 			if diff := cmp.Diff(want, rec.RateLimit); diff != "" {
 				t.Errorf("the server's record (-want +got):\n%s", diff)
 			}
-			plain := keysJSON[keyView](t, "create", "--config", cfg, "--owner", "ci-bot", "--json")
+			plain := keysJSON[apikeys.CreatedKey](t, "create", "--config", cfg, "--owner", "ci-bot", "--json")
 
 			// --json carries the stored form, and nothing for a key without.
 			for _, tt := range []struct {
@@ -309,7 +320,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 					t.Errorf("show %s --json rate_limit (-want +got):\n%s", tt.id, diff)
 				}
 			}
-			list := keysJSON[[]keyView](t, "list", "--config", cfg, "--json")
+			list := keysJSON[[]apikeys.KeyView](t, "list", "--config", cfg, "--json")
 			if len(list) != 2 || !cmp.Equal(want, list[0].RateLimit) || list[1].RateLimit != nil {
 				t.Errorf("list --json = %+v", list)
 			}
@@ -347,7 +358,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 					}
 				})
 			}
-			if l := keysJSON[[]keyView](t, "list", "--owner", "eve", "--config", cfg, "--json"); len(l) != 0 {
+			if l := keysJSON[[]apikeys.KeyView](t, "list", "--owner", "eve", "--config", cfg, "--json"); len(l) != 0 {
 				t.Errorf("refused creates left keys: %+v", l)
 			}
 
@@ -383,11 +394,7 @@ func TestRunKeys_RateLimit(t *testing.T) {
 // key of one owner in one namespace (the CLI's, or --issuer's) and prints
 // the count, leaving the same name in other namespaces alone.
 func TestRunKeys_RevokeOwner(t *testing.T) {
-	url := apikeystest.StartRedis(t)
-	cfg := keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n")
-	c := apikeys.DefaultConfig()
-	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
-	s := openTestStore(t, c)
+	cfg, s := redisKeys(t)
 	ctx := context.Background()
 	const iss = "https://idp.example"
 	var recs []*apikeys.Record
@@ -429,8 +436,101 @@ func TestRunKeys_RevokeOwner(t *testing.T) {
 			}
 		})
 	}
-	l := keysJSON[[]keyView](t, "list", "--config", cfg, "--owner", "alice", "--issuer", iss, "--json")
+	l := keysJSON[[]apikeys.KeyView](t, "list", "--config", cfg, "--owner", "alice", "--issuer", iss, "--json")
 	if len(l) != 1 || l[0].Issuer != iss || l[0].ID != recs[2].ID {
 		t.Errorf("list --issuer: %+v", l)
 	}
+}
+
+// adminAPI is a key-API caller holding apikeys:admin; the test is about the
+// answers, not about authentication.
+type adminAPI struct{}
+
+func (adminAPI) Authenticate(context.Context, map[string]string) (*authz.Identity, authz.Reason) {
+	return &authz.Identity{Method: authz.MethodJWT, Subject: "root", Issuer: "https://issuer.test", Roles: []string{"admin"}}, ""
+}
+func (adminAPI) AuthenticateJWT(context.Context, string) (*authz.Identity, time.Time, authz.Reason) {
+	return nil, time.Time{}, ""
+}
+func (adminAPI) Permits(_ []string, perm string) bool { return perm == keysapi.PermAdmin }
+func (adminAPI) MapRoles(_, roles []string) []string  { return roles }
+
+// TestKeyView_CLIAndAPIAgree: `keys create|show|list --json` and the key
+// API show the same key as the same JSON (apikeys.KeyView), whoever created
+// it, with and without the optional fields, which are left out when unset.
+func TestKeyView_CLIAndAPIAgree(t *testing.T) {
+	cfg, server := redisKeys(t)
+	h, err := keysapi.New(keysapi.Config{}, keysapi.Deps{
+		Auth: func() keysapi.Authenticator { return adminAPI{} }, Store: server, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := func(method, path, body string, want int) any {
+		t.Helper()
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("authorization", "Bearer admin")
+		rr := httptest.NewRecorder()
+		h.ServeHTTP(rr, req)
+		var v any
+		if rr.Code != want || json.Unmarshal(rr.Body.Bytes(), &v) != nil {
+			t.Fatalf("%s %s: %d %s, want %d and JSON", method, path, rr.Code, rr.Body, want)
+		}
+		return v
+	}
+	withoutKey := func(m map[string]any) map[string]any {
+		if _, ok := m["key"].(string); !ok {
+			t.Errorf("create answer has no key: %v", m)
+		}
+		delete(m, "key")
+		return m
+	}
+
+	created := map[string]map[string]any{ // by case: the create answer without the secret
+		"every field": withoutKey(keysJSON[map[string]any](t, "create", "--config", cfg, "--owner", "alice", "--groups", "eng",
+			"--roles", "developer", "--ttl", "720h", "--description", "CI runner", "--rate-limit", "10/1m,burst=5", "--json")),
+		"no optional field": withoutKey(keysJSON[map[string]any](t, "create", "--config", cfg, "--owner", "bob", "--json")),
+		"revoked":           withoutKey(keysJSON[map[string]any](t, "create", "--config", cfg, "--owner", "carol", "--json")),
+		"created by the API": withoutKey(api("POST", "/v1/keys",
+			`{"owner":"dave","issuer":"https://issuer.test","roles":["developer"],"ttl":"1h"}`, 201).(map[string]any)),
+	}
+	revoked := created["revoked"]["id"].(string)
+	if code, _, errOut := keysRun(t, "revoke", "--config", cfg, revoked); code != 0 {
+		t.Fatalf("revoke: exit %d %s", code, errOut)
+	}
+	created["revoked"]["status"] = "revoked"
+
+	always := []string{"created_at", "groups", "hash_prefix", "id", "owner", "roles", "status"}
+	fields := map[string][]string{
+		"every field":        append([]string{"description", "expires_at", "rate_limit"}, always...),
+		"no optional field":  always,
+		"revoked":            append([]string{"revoked_at"}, always...),
+		"created by the API": append([]string{"expires_at", "issuer"}, always...),
+	}
+	for name, want := range created {
+		t.Run(name, func(t *testing.T) {
+			id := want["id"].(string)
+			cli := keysJSON[map[string]any](t, "show", id, "--config", cfg, "--json")
+			if diff := cmp.Diff(cli, api("GET", "/v1/keys/"+id, "", 200)); diff != "" {
+				t.Errorf("show --json (-) and GET /v1/keys/%s (+) differ:\n%s", id, diff)
+			}
+			got := slices.Sorted(maps.Keys(cli))
+			if diff := cmp.Diff(slices.Sorted(slices.Values(fields[name])), got); diff != "" {
+				t.Errorf("fields of show --json (-want +got):\n%s", diff)
+			}
+			delete(cli, "revoked_at") // not known when it was created
+			if diff := cmp.Diff(want, cli); diff != "" {
+				t.Errorf("the create answer (-) and show --json (+) differ:\n%s", diff)
+			}
+		})
+	}
+	t.Run("list", func(t *testing.T) {
+		cli := keysJSON[[]any](t, "list", "--config", cfg, "--json")
+		if len(cli) != len(created) {
+			t.Fatalf("list --json has %d keys, want %d", len(cli), len(created))
+		}
+		if diff := cmp.Diff(map[string]any{"keys": cli}, api("GET", "/v1/keys", "", 200)); diff != "" {
+			t.Errorf("list --json (-) and GET /v1/keys (+) differ:\n%s", diff)
+		}
+	})
 }
