@@ -21,17 +21,17 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Listen       Listen              `yaml:"listen"`
-	Server       Server              `yaml:"server"`
-	Log          Log                 `yaml:"log"`
-	JWT          jwks.Config         `yaml:"jwt"`
-	APIKeys      apikeys.Config      `yaml:"api_keys"`
-	RateLimits   *ratelimit.Config   `yaml:"rate_limits"`
-	Roles        map[string][]string `yaml:"roles"`
-	RoleMapping  rolemap.Mapping     `yaml:"role_mapping"`
-	Routes       []authz.Route       `yaml:"routes"`
-	DefaultRoute string              `yaml:"default_route"`
-	Headers      authz.Headers       `yaml:"headers"`
+	Listen       Listen            `yaml:"listen"`
+	Server       Server            `yaml:"server"`
+	Log          Log               `yaml:"log"`
+	JWT          jwks.Config       `yaml:"jwt"`
+	APIKeys      apikeys.Config    `yaml:"api_keys"`
+	RateLimits   *ratelimit.Config `yaml:"rate_limits"`
+	Roles        rolemap.Roles     `yaml:"roles"`
+	RoleMapping  rolemap.Mapping   `yaml:"role_mapping"`
+	Routes       []authz.Route     `yaml:"routes"`
+	DefaultRoute string            `yaml:"default_route"`
+	Headers      authz.Headers     `yaml:"headers"`
 	// PeerIdentity maps mTLS peers reported by Envoy/Istio to identities
 	// (x-auth-method: mtls) for requests without a credential.
 	PeerIdentity authz.PeerIdentityConfig `yaml:"peer_identity"`

@@ -29,8 +29,9 @@ func (c *Config) Validate() error {
 
 	add(c.JWT.Validate())
 	add(c.APIKeys.Validate())
-	add(rolemap.Validate(c.RoleMapping, c.Roles))
-	known := func(r string) bool { _, ok := c.Roles[r]; return ok }
+	add(c.Roles.Validate("roles"))
+	add(c.RoleMapping.Validate("role_mapping", c.Roles))
+	known := c.Roles.Known
 	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
 	add(authz.ValidatePeerIdentity(c.PeerIdentity, known))
 	add(c.API.Validate(known))
@@ -58,7 +59,7 @@ func (c *Config) Validate() error {
 func (c *Config) validatePolicy() error {
 	mapper, err := rolemap.New(c.RoleMapping, c.Roles)
 	if err != nil {
-		return nil // reported by rolemap.Validate
+		return nil // reported by Roles.Validate and Mapping.Validate
 	}
 	keysOn := c.APIKeys.Redis != nil || c.APIKeys.File != ""
 	// Roles that peer_identity rules give (directly or through their
