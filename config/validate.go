@@ -27,19 +27,19 @@ func (c *Config) Validate() error {
 	add(c.Server.Validate("server"))
 	add(c.Log.Validate("log"))
 
-	add(c.JWT.Validate())
-	add(c.APIKeys.Validate())
+	add(c.JWT.Validate("jwt"))
+	add(c.APIKeys.Validate("api_keys"))
 	add(c.Roles.Validate("roles"))
 	add(c.RoleMapping.Validate("role_mapping", c.Roles))
 	known := c.Roles.Known
 	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
 	add(authz.ValidatePeerIdentity(c.PeerIdentity, known))
-	add(c.API.Validate(known))
+	add(c.API.Validate("api", known))
 	add(c.validatePolicy())
 	add(c.validateRateLimits(known))
 	add(c.validateClaimHeaders())
 	if in := c.Introspection; in != nil {
-		add(in.Validate())
+		add(in.Validate("introspection"))
 		if in.Timeout >= c.Server.CheckTimeout && c.Server.CheckTimeout > 0 {
 			add(fmt.Errorf("introspection.timeout: %s must be below server.check_timeout (%s), or a slow endpoint turns every uncached check into a timeout: e.g. 200ms with check_timeout 300ms", in.Timeout, c.Server.CheckTimeout))
 		}
@@ -116,7 +116,7 @@ func (c *Config) validateRateLimits(knownRole func(string) bool) error {
 	}
 	var errs []error
 	if c.RateLimits != nil {
-		if err := rc.Validate(); err != nil {
+		if err := rc.Validate("rate_limits"); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -258,15 +258,16 @@ func (p *ProviderConfig) ApplyDefaults() {
 	}
 }
 
-// Validate reports every problem of c, joined with errors.Join. Each problem
-// names its path (jwt.providers[1].jwks_url), the rule, and how to fix it.
+// Validate reports every problem of the section at path (jwt), joined with
+// errors.Join. Each problem names its path (jwt.providers[1].jwks_url), the
+// rule, and how to fix it.
 // It does not touch the network; of the file system it reads only each
 // hmac_secret_file, to check the secret's length (never logging or
 // returning the secret).
-func (c Config) Validate() error {
+func (c Config) Validate(path string) error {
 	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("jwt.%s: %s", path, fmt.Sprintf(format, args...)))
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
 	}
 	if c.Leeway < 0 || c.Leeway > maxLeeway {
 		add("leeway", "must be between 0s and %s (it is the allowed clock skew)", maxLeeway)
@@ -300,7 +301,7 @@ func (c Config) Validate() error {
 			padd("name", "%q must be 1-64 characters of a-z, 0-9, '-' and '_' (it is a metric label value)", p.Name)
 		default:
 			if j, ok := names[p.Name]; ok {
-				padd("name", "%q is already used by jwt.providers[%d]; names must be unique", p.Name, j)
+				padd("name", "%q is already used by %s.providers[%d]; names must be unique", p.Name, path, j)
 			} else {
 				names[p.Name] = i
 			}
@@ -308,7 +309,7 @@ func (c Config) Validate() error {
 		if p.Issuer == "" {
 			padd("issuer", "must be set to the exact iss value of the provider's tokens")
 		} else if j, ok := issuers[p.Issuer]; ok {
-			padd("issuer", "%q is already used by jwt.providers[%d]; a token's iss must select exactly one provider", p.Issuer, j)
+			padd("issuer", "%q is already used by %s.providers[%d]; a token's iss must select exactly one provider", p.Issuer, path, j)
 		} else {
 			issuers[p.Issuer] = i
 		}

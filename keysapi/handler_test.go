@@ -129,7 +129,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if err := cfg.Validate(mapper.Known); err != nil {
+	if err := cfg.Validate("api", mapper.Known); err != nil {
 		t.Fatal(err)
 	}
 	api, err := keysapi.New(cfg, keysapi.Deps{
@@ -580,7 +580,7 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := keysapi.Config{Exchange: tc.cfg}.Validate(known)
+			err := keysapi.Config{Exchange: tc.cfg}.Validate("api", known)
 			got := ""
 			if err != nil {
 				got = err.Error()
