@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/rolemap"
 )
 
 // LLMRoute is the LLM-aware part of a route's policy. In the configuration
@@ -86,7 +88,7 @@ func validProxyName(s string) bool {
 // every request would be refused, which is an error. With require.tools and
 // no role granting a tool permission, every request that declares a tool is
 // refused: that may be the intent, so it is a warning.
-func ValidateLLMPermissions(path string, p LLMRoute, roles map[string][]string) (warnings []string, err error) {
+func ValidateLLMPermissions(path string, p LLMRoute, roles rolemap.Roles) (warnings []string, err error) {
 	if p.RequireModel && !grantsPrefix(roles, ModelPermissionPrefix) {
 		err = fmt.Errorf("%s.require.model: no role under roles grants a %s<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role", path, ModelPermissionPrefix)
 	}
@@ -99,7 +101,7 @@ func ValidateLLMPermissions(path string, p LLMRoute, roles map[string][]string) 
 // grantsPrefix reports whether some role holds a permission that matches
 // prefix+<name> for some non-empty name: "*", "model:x", "model:llama-3*",
 // even "mod*".
-func grantsPrefix(roles map[string][]string, prefix string) bool {
+func grantsPrefix(roles rolemap.Roles, prefix string) bool {
 	for _, perms := range roles {
 		for _, perm := range perms {
 			if canMatchPrefix(perm, prefix) {
