@@ -64,7 +64,7 @@ func friendlyYAMLError(err error, data []byte) error {
 			// The key's own position in the document names its section
 			// (api_keys.redis and rate_limits.redis share one Go type).
 			section := "the top level"
-			if p := keyAtLine(&root, line, ""); p != "" {
+			if p := pathOfKey(&root, line, m[2], ""); p != "" {
 				if i := strings.LastIndexAny(p, ".["); i > 0 {
 					section = p[:i]
 				}
@@ -116,6 +116,41 @@ func keyAtLine(n *yaml.Node, line int, prefix string) string {
 		for i, c := range n.Content {
 			if found := keyAtLine(c, line, fmt.Sprintf("%s[%d]", prefix, i)); found != "" {
 				return found
+			}
+		}
+	}
+	return ""
+}
+
+// pathOfKey returns the dotted path of the mapping key named name on line,
+// or "". Unlike keyAtLine it finds the key itself when a flow map puts
+// several keys, or a nested map, on the same line.
+func pathOfKey(n *yaml.Node, line int, name, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := pathOfKey(c, line, name, prefix); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			if k.Line == line && k.Value == name {
+				return path
+			}
+			if p := pathOfKey(v, line, name, path); p != "" {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if p := pathOfKey(c, line, name, fmt.Sprintf("%s[%d]", prefix, i)); p != "" {
+				return p
 			}
 		}
 	}
