@@ -290,7 +290,7 @@ func TestValidateLLMRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			if err := ValidateLLMRoute("routes[1]", tt.public, tt.p); err != nil {
+			if err := validateLLMRoute("routes[1]", tt.public, tt.p); err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {

@@ -39,9 +39,9 @@ type LLMRoute struct {
 // Enabled reports whether the route reads the body at all.
 func (p LLMRoute) Enabled() bool { return p.RequireModel || p.RequireTools }
 
-// ValidateLLMRoute reports the problems of one route's LLM policy; path is
+// validateLLMRoute reports the problems of one route's LLM policy; path is
 // the route's path ("routes[3]").
-func ValidateLLMRoute(path string, public bool, p LLMRoute) error {
+func validateLLMRoute(path string, public bool, p LLMRoute) error {
 	var errs []error
 	if public && (p.Enabled() || p.ModelHeader != "" || p.ModelHeaderSetBy != "") {
 		errs = append(errs, fmt.Errorf("%s: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag", path))

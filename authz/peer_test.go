@@ -172,13 +172,13 @@ func TestValidatePeerIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidatePeerIdentity(tt.cfg, known)
+			err := tt.cfg.Validate("peer_identity", known)
 			var got []string
 			if err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ValidatePeerIdentity mismatch (-want +got):\n%s", diff)
+				t.Errorf("Validate mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -32,8 +32,8 @@ func (c *Config) Validate() error {
 	add(c.Roles.Validate("roles"))
 	add(c.RoleMapping.Validate("role_mapping", c.Roles))
 	known := c.Roles.Known
-	add(authz.ValidateRoutes(c.Routes, c.DefaultRoute, c.Headers, known))
-	add(authz.ValidatePeerIdentity(c.PeerIdentity, known))
+	// routes, default_route, headers and peer_identity: the engine's part.
+	add(authz.Config{Routes: c.Routes, DefaultRoute: c.DefaultRoute, Headers: c.Headers, PeerIdentity: c.PeerIdentity}.Validate(known))
 	add(c.API.Validate("api", known))
 	add(c.validatePolicy())
 	add(c.validateRateLimits(known))
