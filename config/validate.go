@@ -97,7 +97,7 @@ func (c *Config) validatePolicy() error {
 				errs = append(errs, fmt.Errorf("routes[%d].require.permissions[%d]: no role under roles grants %q: add it to a role (or fix the spelling)", i, j, perm))
 			}
 		}
-		warns, err := authz.ValidateLLMPermissions(fmt.Sprintf("routes[%d]", i), r.LLM(), c.Roles)
+		warns, err := validateLLMPermissions(fmt.Sprintf("routes[%d]", i), r.LLM(), c.Roles)
 		c.warnings = append(c.warnings, warns...)
 		if err != nil {
 			errs = append(errs, err)
