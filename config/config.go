@@ -1,8 +1,3 @@
-// Package config owns the extauthz configuration file: its schema (composed
-// of the sections that the jwks, apikeys, rolemap and authz packages define),
-// strict decoding, defaults, path resolution and the validation that spans
-// sections. It builds nothing: cmd/extauthz turns a Config into running
-// parts.
 package config
 
 import (
