@@ -66,11 +66,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem of the section at once (errors.Join), each
-// as "api_keys.<path>: <rule>, <example>".
-func (c Config) Validate() error {
+// Validate reports every problem of the section at path (api_keys) at once
+// (errors.Join), each as "<path>.<key>: <rule>, <example>".
+func (c Config) Validate(path string) error {
 	var errs []error
-	bad := func(path, msg string) { errs = append(errs, fmt.Errorf("api_keys.%s: %s", path, msg)) }
+	bad := func(key, msg string) { errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, msg)) }
 
 	if !validPrefix(c.Prefix) {
 		bad("prefix", fmt.Sprintf("%q must be 1-16 ASCII letters or digits, not \"key\", e.g. ek", c.Prefix))
@@ -88,7 +88,7 @@ func (c Config) Validate() error {
 		bad("file", "is only used by the embedded store; remove it or the redis section")
 	}
 	if c.Redis != nil {
-		errs = append(errs, c.Redis.Validate("api_keys.redis")...)
+		errs = append(errs, c.Redis.Validate(path+".redis")...)
 	}
 	return errors.Join(errs...)
 }

@@ -81,7 +81,7 @@ func TestConfig_Validate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			if err := tt.cfg.Validate(); err != nil {
+			if err := tt.cfg.Validate("api_keys"); err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
@@ -114,7 +114,7 @@ redis:
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("decoded (-want +got):\n%s", diff)
 	}
-	if err := got.Validate(); err != nil {
+	if err := got.Validate("api_keys"); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
 

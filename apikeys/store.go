@@ -78,13 +78,11 @@ type Store struct {
 
 // New builds a Store from a validated Config. With cfg.Redis set it connects
 // to Redis in the background: an unreachable Redis is not an error (the Store
-// is not ready, see Ping, and recovers by itself). Invalid configuration, an
+// is not ready, see Ping, and recovers by itself). cfg must have passed
+// Validate (config.Load does that); New does not check it again. An
 // unreadable password or CA file, or an unreadable embedded-store file is an
 // error. Close the Store when done.
 func New(ctx context.Context, cfg Config, deps Deps) (*Store, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("apikeys: invalid config: %w", err)
-	}
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

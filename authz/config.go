@@ -140,23 +140,34 @@ func RateLimitRoutes(routes []Route) []ratelimit.Route {
 // DefaultHeaders returns the default `headers` section.
 func DefaultHeaders() Headers { return Headers{Prefix: "x-auth-", StripCredentials: true} }
 
-// ValidateRoutes reports every problem in the routes, default_route and
-// headers sections. knownRole says whether a role exists in the roles table
-// and reachable whether role mapping (rules or defaults) can produce it; a
-// role that is only reachable through API keys' own roles produces a warning
-// the caller may ignore, so it is not checked here. validPermission is
-// consulted for require.permissions.
-func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole func(string) bool) error {
+// Validate reports every problem of the engine's sections of the
+// configuration file (routes, default_route, headers and peer_identity),
+// each as the key's path and the rule it breaks, joined with errors.Join.
+// knownRole says whether a role is defined under roles. Whether role
+// mapping can produce a required role, and whether a role grants a required
+// permission, span sections and are checked by the config package.
+// NewEngine trusts a Config that passed Validate.
+func (cfg Config) Validate(knownRole func(string) bool) error {
+	return errors.Join(
+		validateRoutes("routes", cfg.Routes, knownRole),
+		validateDefaultRoute("default_route", cfg.DefaultRoute),
+		cfg.Headers.Validate("headers"),
+		cfg.PeerIdentity.Validate("peer_identity", knownRole),
+	)
+}
+
+// validateRoutes reports every problem of the routes list at path.
+func validateRoutes(path string, routes []Route, knownRole func(string) bool) error {
 	var errs []error
 	names := make(map[string]int, len(routes))
 	for i, r := range routes {
-		p := fmt.Sprintf("routes[%d]", i)
+		p := fmt.Sprintf("%s[%d]", path, i)
 		if r.Name == "" {
 			errs = append(errs, fmt.Errorf("%s.name: must be set (it names the route in logs)", p))
 		} else if r.Name == ratelimit.DefaultRouteLabel {
 			errs = append(errs, fmt.Errorf("%s.name: %q is reserved (it labels checks that matched no route): choose another name", p, r.Name))
 		} else if j, dup := names[r.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s.name: %q is already used by routes[%d]: route names must be unique", p, r.Name, j))
+			errs = append(errs, fmt.Errorf("%s.name: %q is already used by %s[%d]: route names must be unique", p, r.Name, path, j))
 		} else {
 			names[r.Name] = i
 		}
@@ -222,19 +233,28 @@ func ValidateRoutes(routes []Route, defaultRoute string, h Headers, knownRole fu
 				errs = append(errs, fmt.Errorf("%s.require.permissions[%d]: %q must be a permission name without spaces or wildcards", p, j, perm))
 			}
 		}
-		if err := ValidateLLMRoute(p, r.Public, r.LLM()); err != nil {
+		if err := validateLLMRoute(p, r.Public, r.LLM()); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	switch defaultRoute {
-	case DefaultRouteDeny, DefaultRouteAuthenticated:
-	default:
-		errs = append(errs, fmt.Errorf("default_route: %q is not valid: use deny or authenticated", defaultRoute))
-	}
-	if !validHeaderPrefix(h.Prefix) {
-		errs = append(errs, fmt.Errorf("headers.prefix: %q must be a non-empty lower-case header name prefix such as x-auth-", h.Prefix))
-	}
 	return errors.Join(errs...)
+}
+
+// validateDefaultRoute checks the default_route value at path.
+func validateDefaultRoute(path, v string) error {
+	switch v {
+	case DefaultRouteDeny, DefaultRouteAuthenticated:
+		return nil
+	}
+	return fmt.Errorf("%s: %q is not valid: use deny or authenticated", path, v)
+}
+
+// Validate reports the problems of the headers section at path.
+func (h Headers) Validate(path string) error {
+	if !validHeaderPrefix(h.Prefix) {
+		return fmt.Errorf("%s.prefix: %q must be a non-empty lower-case header name prefix such as x-auth-", path, h.Prefix)
+	}
+	return nil
 }
 
 func validHeaderPrefix(p string) bool {

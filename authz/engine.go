@@ -191,8 +191,9 @@ type identityNames struct {
 	subject, method, issuer, groups, roles, keyID string
 }
 
-// NewEngine builds an Engine. The configuration must already be valid (see
-// ValidateRoutes); NewEngine checks only what it cannot work without.
+// NewEngine builds an Engine. The configuration must already be valid
+// (config.Load validates every file, at start and on reload); NewEngine
+// checks only what it cannot work without.
 func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Mapper == nil {
 		return nil, errors.New("authz: a role mapper is required")
@@ -203,9 +204,6 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	}
 	if cfg.DefaultRoute == "" {
 		cfg.DefaultRoute = DefaultRouteDeny
-	}
-	if err := ValidateRoutes(cfg.Routes, cfg.DefaultRoute, h, deps.Mapper.Known); err != nil {
-		return nil, err
 	}
 	e := &Engine{
 		defaultAuth:  cfg.DefaultRoute == DefaultRouteAuthenticated,
@@ -236,9 +234,6 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 		e.opaqueIDs = newIdentityCache[*introspect.Result](identityCacheSlots)
 	}
 	if cfg.PeerIdentity.Enabled {
-		if err := ValidatePeerIdentity(cfg.PeerIdentity, deps.Mapper.Known); err != nil {
-			return nil, err
-		}
 		e.peerRules = compilePeerRules(cfg.PeerIdentity)
 		e.peerIDs = newSlotCache[string, derivedIdentity](peerCacheSlots)
 		e.certPrincipals = newSlotCache[string, string](certCacheSlots)

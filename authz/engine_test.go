@@ -409,17 +409,17 @@ func TestValidateRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateRoutes(tt.routes, tt.def, DefaultHeaders(), known)
+			err := Config{Routes: tt.routes, DefaultRoute: tt.def, Headers: DefaultHeaders()}.Validate(known)
 			if err == nil || !contains(err.Error(), tt.want) {
-				t.Errorf("ValidateRoutes = %v, want an error containing %q", err, tt.want)
+				t.Errorf("Validate = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
-	if err := ValidateRoutes(testRoutes, "deny", DefaultHeaders(), known); err != nil {
-		t.Errorf("ValidateRoutes(valid) = %v", err)
+	if err := (Config{Routes: testRoutes, DefaultRoute: "deny", Headers: DefaultHeaders()}).Validate(known); err != nil {
+		t.Errorf("Validate(valid) = %v", err)
 	}
 	for _, p := range []string{"", "X-Auth-", "x-", "x-forwarded-", "authorization"} {
-		if err := ValidateRoutes(nil, "deny", Headers{Prefix: p}, known); err == nil {
+		if err := (Config{DefaultRoute: "deny", Headers: Headers{Prefix: p}}).Validate(known); err == nil {
 			t.Errorf("headers.prefix %q accepted, want refused", p)
 		}
 	}

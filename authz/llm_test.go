@@ -290,46 +290,11 @@ func TestValidateLLMRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			if err := ValidateLLMRoute("routes[1]", tt.public, tt.p); err != nil {
+			if err := validateLLMRoute("routes[1]", tt.public, tt.p); err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestValidateLLMPermissions(t *testing.T) {
-	both := LLMRoute{RequireModel: true, RequireTools: true}
-	tests := []struct {
-		name     string
-		roles    map[string][]string
-		wantErr  string
-		warnings []string
-	}{
-		{name: "exact grants", roles: map[string][]string{"a": {"model:llama-3-8b", "tool:get_weather"}}},
-		{name: "globs", roles: map[string][]string{"a": {"model:llama-3*"}, "b": {"tool:*"}}},
-		{name: "wildcard", roles: map[string][]string{"admin": {"*"}}},
-		{name: "a glob that reaches model: from above", roles: map[string][]string{"a": {"mod*", "t*"}}},
-		{name: "nothing granted", roles: map[string][]string{"a": {"chat:invoke", "models:list", "model:", "tools:x"}},
-			wantErr:  "routes[0].require.model: no role under roles grants a model:<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role",
-			warnings: []string{"routes[0].require.tools: no role under roles grants a tool:<name> permission: every request that declares a tool is refused"}},
-		{name: "glob of another prefix", roles: map[string][]string{"a": {"models:*", "tool:x"}},
-			wantErr: "routes[0].require.model: no role under roles grants a model:<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			warnings, err := ValidateLLMPermissions("routes[0]", both, tt.roles)
-			got := ""
-			if err != nil {
-				got = err.Error()
-			}
-			if got != tt.wantErr {
-				t.Errorf("error = %q, want %q", got, tt.wantErr)
-			}
-			if diff := cmp.Diff(tt.warnings, warnings); diff != "" {
-				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,9 +36,9 @@ type LLMRoute struct {
 // Enabled reports whether the route reads the body at all.
 func (p LLMRoute) Enabled() bool { return p.RequireModel || p.RequireTools }
 
-// ValidateLLMRoute reports the problems of one route's LLM policy; path is
+// validateLLMRoute reports the problems of one route's LLM policy; path is
 // the route's path ("routes[3]").
-func ValidateLLMRoute(path string, public bool, p LLMRoute) error {
+func validateLLMRoute(path string, public bool, p LLMRoute) error {
 	var errs []error
 	if public && (p.Enabled() || p.ModelHeader != "" || p.ModelHeaderSetBy != "") {
 		errs = append(errs, fmt.Errorf("%s: a public route has no identity to check models or tools against: remove require.model, require.tools and model_header, or the public flag", path))
@@ -78,46 +77,6 @@ func validProxyName(s string) bool {
 		}
 	}
 	return true
-}
-
-// ValidateLLMPermissions checks that the roles table can ever satisfy a
-// route's LLM policy. With require.model, some role must grant a model
-// permission (model:<name>, a glob such as model:llama-3*, or *); otherwise
-// every request would be refused, which is an error. With require.tools and
-// no role granting a tool permission, every request that declares a tool is
-// refused: that may be the intent, so it is a warning.
-func ValidateLLMPermissions(path string, p LLMRoute, roles map[string][]string) (warnings []string, err error) {
-	if p.RequireModel && !grantsPrefix(roles, ModelPermissionPrefix) {
-		err = fmt.Errorf("%s.require.model: no role under roles grants a %s<name> permission, so every request would be refused: grant e.g. model:llama-3* to a role", path, ModelPermissionPrefix)
-	}
-	if p.RequireTools && !grantsPrefix(roles, ToolPermissionPrefix) {
-		warnings = append(warnings, fmt.Sprintf("%s.require.tools: no role under roles grants a %s<name> permission: every request that declares a tool is refused", path, ToolPermissionPrefix))
-	}
-	return warnings, err
-}
-
-// grantsPrefix reports whether some role holds a permission that matches
-// prefix+<name> for some non-empty name: "*", "model:x", "model:llama-3*",
-// even "mod*".
-func grantsPrefix(roles map[string][]string, prefix string) bool {
-	for _, perms := range roles {
-		for _, perm := range perms {
-			if canMatchPrefix(perm, prefix) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func canMatchPrefix(perm, prefix string) bool {
-	star := strings.IndexByte(perm, '*')
-	if star < 0 {
-		return len(perm) > len(prefix) && strings.HasPrefix(perm, prefix)
-	}
-	// Every name the pattern matches starts with its literal part.
-	lit := perm[:star]
-	return strings.HasPrefix(prefix, lit) || strings.HasPrefix(lit, prefix)
 }
 
 // LLMMetrics count the LLM policy's refusals. Create them once per process

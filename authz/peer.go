@@ -40,13 +40,13 @@ type PeerRule struct {
 // maxPrincipalBytes bounds a principal, in configuration and in requests.
 const maxPrincipalBytes = 2048
 
-// ValidatePeerIdentity reports every problem of cfg, each as path, rule and
-// fix, joined with errors.Join. knownRole reports whether a role is defined
-// under roles.
-func ValidatePeerIdentity(cfg PeerIdentityConfig, knownRole func(string) bool) error {
+// Validate reports every problem of the section at path (peer_identity),
+// each as path, rule and fix, joined with errors.Join. knownRole reports
+// whether a role is defined under roles.
+func (cfg PeerIdentityConfig) Validate(path string, knownRole func(string) bool) error {
 	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("peer_identity%s: %s", path, fmt.Sprintf(format, args...)))
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", path, key, fmt.Sprintf(format, args...)))
 	}
 	if cfg.Enabled && len(cfg.Rules) == 0 {
 		add(".rules", "peer_identity is enabled but has no rules, so no peer can ever be identified: add a rule such as {principal: \"spiffe://cluster.local/ns/agents/*\", roles: [agent]} or set enabled: false")
@@ -58,7 +58,7 @@ func ValidatePeerIdentity(cfg PeerIdentityConfig, knownRole func(string) bool) e
 			add(pre+".principal", "%v", err)
 		} else {
 			if j, ok := shadowedBy(cfg.Rules, earlier, r.Principal); ok {
-				add(pre+".principal", "%q is already matched by peer_identity.rules[%d] (%q), and the first matching rule wins, so this rule never applies: move it up or remove it", r.Principal, j, cfg.Rules[j].Principal)
+				add(pre+".principal", "%q is already matched by %s.rules[%d] (%q), and the first matching rule wins, so this rule never applies: move it up or remove it", r.Principal, path, j, cfg.Rules[j].Principal)
 			}
 			earlier = append(earlier, i)
 		}

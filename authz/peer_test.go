@@ -172,21 +172,18 @@ func TestValidatePeerIdentity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidatePeerIdentity(tt.cfg, known)
+			err := tt.cfg.Validate("peer_identity", known)
 			var got []string
 			if err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ValidatePeerIdentity mismatch (-want +got):\n%s", diff)
+				t.Errorf("Validate mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
-	// NewEngine refuses an invalid section too.
-	_, err := NewEngine(Config{Routes: testRoutes, PeerIdentity: PeerIdentityConfig{Enabled: true}}, Deps{Mapper: newTestEngine(t, nil).mapper})
-	if err == nil || !strings.Contains(err.Error(), "peer_identity.rules:") {
-		t.Errorf("NewEngine with an invalid peer_identity = %v", err)
-	}
+	// NewEngine trusts its input: config.Load runs this validation on every
+	// file (start and reload) before an engine is built from it.
 }
 
 func TestCertificatePrincipal(t *testing.T) {

@@ -30,7 +30,7 @@ func TestLoad_API(t *testing.T) {
 			`api.exchange.ttl_by_role.viewer: must be positive, e.g. 2m`,
 		}},
 		{"api_misspelled.yaml", []string{
-			`config testdata/api_misspelled.yaml: line 6: unknown key "ttl_per_role" in api.exchange.ttl_per_role: check its spelling and indentation (the README lists every key)`,
+			`config testdata/api_misspelled.yaml: line 6: unknown key "ttl_per_role" in api.exchange: check its spelling and indentation (the README lists every key)`,
 		}},
 	}
 	for _, tt := range tests {

@@ -37,6 +37,9 @@ func TestLoad_Mistakes(t *testing.T) {
 	}{
 		{"misspelled_key.yaml", []string{`line 9: unknown key "path_prefx" in routes[0].match: check its spelling`}},
 		{"misspelled_top_key.yaml", []string{`line 7: unknown key "route" in the top level`}},
+		// A flow map puts several keys on one line: the section is the
+		// misspelled key's parent, not the deepest key before it.
+		{"misspelled_flow_key.yaml", []string{`line 4: unknown key "leway" in jwt: check its spelling`}},
 		{"two_documents.yaml", []string{"more than one YAML document"}},
 		{"undefined_role.yaml", []string{`routes[0].require.any_role[0]: role "admin" is not defined under roles`}},
 		{"unreachable_role.yaml", nil}, // only a warning: API keys may carry the role

@@ -36,7 +36,7 @@ func TestTLS_RefusesUnsafeKeyFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := TLS{CertFile: cert, KeyFile: tt.key}.validate()
+			err := TLS{CertFile: cert, KeyFile: tt.key}.Validate("listen.tls")
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("validate = %v, want %v", err, tt.want)
 			}

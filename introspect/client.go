@@ -108,14 +108,12 @@ type call struct {
 	err  error
 }
 
-// New builds a Client. The configuration must be valid (see Validate); New
-// applies the defaults, reads the client secret and ca_file, and fails when
-// either cannot be read. It starts no goroutine.
+// New builds a Client. The configuration must have passed Validate
+// (config.Load does that); New does not check it again. It applies the
+// defaults, reads the client secret and ca_file, and fails when either
+// cannot be read. It starts no goroutine.
 func New(_ context.Context, cfg Config, deps Deps) (*Client, error) {
 	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if deps.Logger == nil {
 		return nil, errors.New("introspect: a logger is required")
 	}

@@ -120,8 +120,8 @@ func (c *Config) ApplyDefaults() {
 // Validate reports every problem of the section (after ApplyDefaults), each
 // as the key's path, the rule it breaks and how to fix it, joined with
 // errors.Join.
-func (c Config) Validate() error {
-	const p = "introspection."
+func (c Config) Validate(path string) error {
+	p := path + "."
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(p+format, a...)) }
 	if c.Endpoint == "" {

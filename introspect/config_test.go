@@ -61,7 +61,7 @@ func TestConfig_Validate(t *testing.T) {
 			c := valid()
 			tt.edit(&c)
 			var got []string
-			if err := c.Validate(); err != nil {
+			if err := c.Validate("introspection"); err != nil {
 				got = strings.Split(err.Error(), "\n")
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {

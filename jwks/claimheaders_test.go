@@ -61,7 +61,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}
-			err := c.Validate()
+			err := c.Validate("jwt")
 			if err == nil {
 				t.Fatalf("claims_to_headers email: %s accepted", header)
 			}
@@ -78,7 +78,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}
-			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `claims_to_headers["email"]`) {
+			if err := c.Validate("jwt"); err == nil || !strings.Contains(err.Error(), `claims_to_headers["email"]`) {
 				t.Errorf("claims_to_headers email: %q: error %v, want one naming the key", header, err)
 			}
 		})
@@ -89,7 +89,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}
-			if err := c.Validate(); err != nil {
+			if err := c.Validate("jwt"); err != nil {
 				t.Errorf("claims_to_headers email: %s refused: %v", header, err)
 			}
 		})

@@ -144,77 +144,6 @@ const minHMACSecretBytes = 32
 // maxHMACSecretBytes bounds an HMAC secret file.
 const maxHMACSecretBytes = 4096
 
-// The header names that may never carry a claim (nor be set by extauthz at
-// all), by why. Names are compared lower-case with '_' read as '-', the way
-// CGI, WSGI and Rack upstreams read them.
-var (
-	// hopByHopHeaders control the connection, not the message (RFC 9110
-	// 7.6.1, RFC 9113 8.2.2); a proxy acts on them or drops them.
-	hopByHopHeaders = []string{
-		"connection", "expect", "http2-settings", "keep-alive", "proxy-connection",
-		"te", "trailer", "trailers", "transfer-encoding", "upgrade",
-	}
-	// credentialHeaders carry or challenge for a credential.
-	credentialHeaders = []string{
-		"authorization", "cookie", "proxy-authenticate", "proxy-authorization",
-		"set-cookie", "www-authenticate", "x-api-key",
-	}
-	// routingHeaders frame the message or tell a proxy or an upstream where
-	// a request comes from and goes to.
-	routingHeaders = []string{
-		"forwarded", "host", "max-forwards", "via", "x-real-ip", "x-request-id",
-	}
-	// routingHeaderPrefixes are whole families of such headers.
-	routingHeaderPrefixes = []string{"content-", "x-forwarded-", "x-original-"}
-)
-
-// ReservedHeader returns why a header name may not carry a claim, or ""
-// when it may: hop-by-hop and connection-level headers, credentials,
-// framing and routing headers (content-*, x-forwarded-*, x-original-*,
-// host, forwarded, via, x-real-ip, x-request-id), pseudo-headers, Envoy's
-// x-envoy-* and extauthz's own x-extauthz-*. Case and '_' for '-' do not
-// matter.
-func ReservedHeader(name string) string {
-	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-	switch {
-	case strings.HasPrefix(n, ":"):
-		return "is an HTTP/2 pseudo-header"
-	case slices.Contains(hopByHopHeaders, n):
-		return "is a hop-by-hop or connection-level header"
-	case slices.Contains(credentialHeaders, n):
-		return "carries a credential"
-	case slices.Contains(routingHeaders, n) || slices.ContainsFunc(routingHeaderPrefixes, func(p string) bool { return strings.HasPrefix(n, p) }):
-		return "controls message framing or routing, which the proxy and the upstream trust"
-	case strings.HasPrefix(n, "x-envoy-"):
-		return "belongs to Envoy"
-	case strings.HasPrefix(n, "x-extauthz-"):
-		return "belongs to extauthz's own protocol"
-	}
-	return ""
-}
-
-// claimHeaderExample suggests a header name for a claim path: x-auth- and
-// its last segment, lower-case, in token characters other than '_'.
-func claimHeaderExample(claim string) string {
-	if i := strings.LastIndexByte(claim, '.'); i >= 0 {
-		claim = claim[i+1:]
-	}
-	var b strings.Builder
-	for _, c := range strings.ToLower(claim) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			b.WriteRune(c)
-		case b.Len() > 0:
-			b.WriteByte('-')
-		}
-	}
-	s := strings.TrimRight(b.String(), "-")
-	if s == "" {
-		s = "claim"
-	}
-	return "x-auth-" + s
-}
-
 // DefaultConfig returns the defaults of the jwt section, with no providers.
 func DefaultConfig() Config {
 	return Config{
@@ -258,15 +187,16 @@ func (p *ProviderConfig) ApplyDefaults() {
 	}
 }
 
-// Validate reports every problem of c, joined with errors.Join. Each problem
-// names its path (jwt.providers[1].jwks_url), the rule, and how to fix it.
+// Validate reports every problem of the section at path (jwt), joined with
+// errors.Join. Each problem names its path (jwt.providers[1].jwks_url), the
+// rule, and how to fix it.
 // It does not touch the network; of the file system it reads only each
 // hmac_secret_file, to check the secret's length (never logging or
 // returning the secret).
-func (c Config) Validate() error {
+func (c Config) Validate(path string) error {
 	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("jwt.%s: %s", path, fmt.Sprintf(format, args...)))
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
 	}
 	if c.Leeway < 0 || c.Leeway > maxLeeway {
 		add("leeway", "must be between 0s and %s (it is the allowed clock skew)", maxLeeway)
@@ -300,7 +230,7 @@ func (c Config) Validate() error {
 			padd("name", "%q must be 1-64 characters of a-z, 0-9, '-' and '_' (it is a metric label value)", p.Name)
 		default:
 			if j, ok := names[p.Name]; ok {
-				padd("name", "%q is already used by jwt.providers[%d]; names must be unique", p.Name, j)
+				padd("name", "%q is already used by %s.providers[%d]; names must be unique", p.Name, path, j)
 			} else {
 				names[p.Name] = i
 			}
@@ -308,7 +238,7 @@ func (c Config) Validate() error {
 		if p.Issuer == "" {
 			padd("issuer", "must be set to the exact iss value of the provider's tokens")
 		} else if j, ok := issuers[p.Issuer]; ok {
-			padd("issuer", "%q is already used by jwt.providers[%d]; a token's iss must select exactly one provider", p.Issuer, j)
+			padd("issuer", "%q is already used by %s.providers[%d]; a token's iss must select exactly one provider", p.Issuer, path, j)
 		} else {
 			issuers[p.Issuer] = i
 		}

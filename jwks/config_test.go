@@ -31,8 +31,8 @@ func TestDefaultConfig(t *testing.T) {
 	if diff := cmp.Diff(want, DefaultConfig()); diff != "" {
 		t.Errorf("DefaultConfig mismatch (-want +got):\n%s", diff)
 	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Errorf("DefaultConfig().Validate() = %v", err)
+	if err := DefaultConfig().Validate("jwt"); err != nil {
+		t.Errorf("DefaultConfig().Validate(\"jwt\") = %v", err)
 	}
 }
 
@@ -184,7 +184,7 @@ func TestConfig_Validate(t *testing.T) {
 			c := DefaultConfig()
 			c.Providers = []ProviderConfig{validProvider()}
 			tc.change(&c)
-			err := c.Validate()
+			err := c.Validate("jwt")
 			var got []string
 			if err != nil {
 				got = strings.Split(err.Error(), "\n")
@@ -233,7 +233,7 @@ providers:
 	for i := range c.Providers {
 		c.Providers[i].ApplyDefaults()
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate("jwt"); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	if c.Leeway != 10*time.Second || c.Cache.MaxTTL != time.Minute || c.Providers[0].FetchTimeout != 3*time.Second {
@@ -250,7 +250,7 @@ providers:
 
 func TestConfig_ValidateJoinsEveryProblem(t *testing.T) {
 	c := Config{Providers: []ProviderConfig{{}, {}}}
-	err := c.Validate()
+	err := c.Validate("jwt")
 	if err == nil {
 		t.Fatal("Validate() = nil")
 	}

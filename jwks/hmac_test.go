@@ -275,7 +275,7 @@ func TestConfig_ValidateHMACProvider(t *testing.T) {
 			p := hmacProvider(good)
 			tc.change(&p)
 			p.ApplyDefaults()
-			err := configWith(p).Validate()
+			err := configWith(p).Validate("jwt")
 			var got []string
 			if err != nil {
 				got = strings.Split(err.Error(), "\n")

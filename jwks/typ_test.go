@@ -52,7 +52,7 @@ func TestConfig_ValidateTokenTypes(t *testing.T) {
 	p := urlProvider("corp", idp)
 	p.TokenTypes = []string{"at+jwt", "", "a b"}
 	p.ApplyDefaults()
-	err := configWith(p).Validate()
+	err := configWith(p).Validate("jwt")
 	for _, want := range []string{`jwt.providers[0].token_types[1]: "" must be a media type`, `jwt.providers[0].token_types[2]: "a b" must be a media type`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate = %v, want it to contain %q", err, want)

@@ -76,10 +76,10 @@ func defaultOptions() *options {
 // tokens with an unknown kid.
 const defaultUnknownKIDPeriod = 10 * time.Second
 
-// New builds a Verifier for cfg (after applying provider defaults and
-// validating it) and starts one refresh goroutine per provider. ctx bounds
-// the construction only: the refresh goroutines belong to the Verifier and
-// run until Close, whatever becomes of ctx, so a Verifier shared by several
+// New builds a Verifier for cfg (after applying provider defaults; see
+// ProviderConfig.ApplyDefaults) and starts one refresh goroutine per
+// provider. ctx bounds the construction only: the refresh goroutines belong
+// to the Verifier and run until Close, whatever becomes of ctx, so a Verifier shared by several
 // configuration generations keeps its keys fresh after the generation that
 // built it is gone.
 //
@@ -89,7 +89,8 @@ const defaultUnknownKIDPeriod = 10 * time.Second
 // the provider retries in the background (1s doubling up to 30s) and Verify
 // returns ErrNoKeys for its tokens until keys arrive. A jwks_file that is
 // missing or holds no usable key is an error, as is an unreadable ca_file or
-// an invalid cfg.
+// an HMAC secret file that cannot be read. cfg must have passed
+// Config.Validate (config.Load does that): New does not check it again.
 func New(ctx context.Context, cfg Config, deps Deps) (*Verifier, error) {
 	return newVerifier(ctx, cfg, deps, defaultOptions())
 }
@@ -104,9 +105,6 @@ func newVerifier(ctx context.Context, cfg Config, deps Deps, o *options) (*Verif
 	cfg.Providers = slices.Clone(cfg.Providers)
 	for i := range cfg.Providers {
 		cfg.Providers[i].ApplyDefaults()
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("jwks: invalid config: %w", err)
 	}
 
 	v := &Verifier{

@@ -427,11 +427,14 @@ func TestNew_RequiresDeps(t *testing.T) {
 	}
 }
 
-func TestNew_RejectsInvalidConfig(t *testing.T) {
+// An invalid jwt section is refused by Config.Validate, which config.Load
+// runs on every file (start and reload) before any Verifier is built; New
+// trusts its input and does not check again.
+func TestValidate_RejectsInvalidConfig(t *testing.T) {
 	cfg := configWith(ProviderConfig{Name: "x"})
-	_, err := New(context.Background(), cfg, newEnv().deps)
+	err := cfg.Validate("jwt")
 	if err == nil || !strings.Contains(err.Error(), "jwt.providers[0].issuer") {
-		t.Fatalf("New = %v, want a config error naming jwt.providers[0].issuer", err)
+		t.Fatalf("Validate = %v, want a config error naming jwt.providers[0].issuer", err)
 	}
 }
 

@@ -59,30 +59,30 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks c; known reports whether a role is defined. Each problem
-// names its path, the rule and a fix.
-func (c Config) Validate(known func(string) bool) error {
+// Validate checks the section at path (api); known reports whether a role
+// is defined. Each problem names its path, the rule and a fix.
+func (c Config) Validate(path string, known func(string) bool) error {
 	var errs []error
 	if c.MaxTTL < 0 {
-		errs = append(errs, errors.New("api.max_ttl: must be positive (or absent for 24h), e.g. 24h"))
+		errs = append(errs, fmt.Errorf("%s.max_ttl: must be positive (or absent for 24h), e.g. 24h", path))
 	}
 	if c.MaxKeysPerOwner < 0 {
-		errs = append(errs, errors.New("api.max_keys_per_owner: must be at least 1 (or absent for 20), e.g. 20"))
+		errs = append(errs, fmt.Errorf("%s.max_keys_per_owner: must be at least 1 (or absent for 20), e.g. 20", path))
 	}
 	if !c.MintRateLimit.IsZero() {
-		if err := c.MintRateLimit.Check("api.mint_rate_limit"); err != nil {
+		if err := c.MintRateLimit.Check(path + ".mint_rate_limit"); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	x := c.Exchange
 	if x.DefaultTTL <= 0 {
-		errs = append(errs, errors.New("api.exchange.default_ttl: must be positive, e.g. 15m"))
+		errs = append(errs, fmt.Errorf("%s.exchange.default_ttl: must be positive, e.g. 15m", path))
 	}
 	if x.MaxTTL <= 0 {
-		errs = append(errs, errors.New("api.exchange.max_ttl: must be positive, e.g. 1h"))
+		errs = append(errs, fmt.Errorf("%s.exchange.max_ttl: must be positive, e.g. 1h", path))
 	}
 	if x.DefaultTTL > x.MaxTTL && x.MaxTTL > 0 {
-		errs = append(errs, fmt.Errorf("api.exchange.default_ttl: must not exceed max_ttl (%s); lower it or raise max_ttl", x.MaxTTL))
+		errs = append(errs, fmt.Errorf("%s.exchange.default_ttl: must not exceed max_ttl (%s); lower it or raise max_ttl", path, x.MaxTTL))
 	}
 	roles := make([]string, 0, len(x.TTLByRole))
 	for r := range x.TTLByRole {
@@ -92,10 +92,10 @@ func (c Config) Validate(known func(string) bool) error {
 	for _, r := range roles {
 		ttl := x.TTLByRole[r]
 		if known != nil && !known(r) {
-			errs = append(errs, fmt.Errorf("api.exchange.ttl_by_role.%s: unknown role; define it under roles or remove the entry", r))
+			errs = append(errs, fmt.Errorf("%s.exchange.ttl_by_role.%s: unknown role; define it under roles or remove the entry", path, r))
 		}
 		if ttl <= 0 {
-			errs = append(errs, fmt.Errorf("api.exchange.ttl_by_role.%s: must be positive, e.g. 2m", r))
+			errs = append(errs, fmt.Errorf("%s.exchange.ttl_by_role.%s: must be positive, e.g. 2m", path, r))
 		}
 	}
 	return errors.Join(errs...)

@@ -24,7 +24,7 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := keysapi.Config{Exchange: tc.cfg}.Validate(known)
+			err := keysapi.Config{Exchange: tc.cfg}.Validate("api", known)
 			got := ""
 			if err != nil {
 				got = err.Error()

@@ -127,7 +127,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if err := cfg.Validate(mapper.Known); err != nil {
+	if err := cfg.Validate("api", mapper.Known); err != nil {
 		t.Fatal(err)
 	}
 	api, err := keysapi.New(cfg, keysapi.Deps{

@@ -213,11 +213,11 @@ func (c Config) keyBy() KeyBy {
 }
 
 // Validate reports every problem of the section at once (errors.Join), each
-// as "rate_limits.<path>: <rule>, <example>". Role names are checked by
-// ValidatePolicy, which knows the roles table.
-func (c Config) Validate() error {
+// as "<path>.<key>: <rule>, <example>" (path is rate_limits). Role names
+// are checked by ValidatePolicy, which knows the roles table.
+func (c Config) Validate(path string) error {
 	var errs []error
-	bad := func(path, msg string) { errs = append(errs, fmt.Errorf("rate_limits.%s: %s", path, msg)) }
+	bad := func(key, msg string) { errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, msg)) }
 	switch c.OnError {
 	case "", OnErrorAllow, OnErrorDeny:
 	default:
@@ -230,13 +230,13 @@ func (c Config) Validate() error {
 		bad("key", fmt.Sprintf("%q must be subject, key_id or role", c.Key))
 	}
 	if c.Default != nil {
-		errs = append(errs, c.Default.validate("rate_limits.default")...)
+		errs = append(errs, c.Default.validate(path+".default")...)
 	}
 	for _, role := range sortedKeys(c.Roles) {
-		errs = append(errs, c.Roles[role].validate("rate_limits.roles."+role)...)
+		errs = append(errs, c.Roles[role].validate(path+".roles."+role)...)
 	}
 	if c.Redis != nil {
-		for _, err := range c.Redis.Validate("rate_limits.redis") {
+		for _, err := range c.Redis.Validate(path + ".redis") {
 			if errors.Is(err, redisconn.ErrNoAddrs) {
 				err = fmt.Errorf("%w (or remove the section to use api_keys.redis)", err)
 			}

@@ -62,7 +62,7 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, errLines(tt.cfg.Validate())); diff != "" {
+			if diff := cmp.Diff(tt.want, errLines(tt.cfg.Validate("rate_limits"))); diff != "" {
 				t.Errorf("Validate() (-want +got):\n%s", diff)
 			}
 		})

@@ -117,9 +117,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Limiter, error) {
 	if deps.Logger == nil {
 		return nil, errors.New("ratelimit: a logger is required")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if cfg.Redis == nil {
 		return nil, errors.New("ratelimit: rate_limits.redis: no Redis connection configured (set it or api_keys.redis)")
 	}

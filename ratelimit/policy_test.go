@@ -116,14 +116,16 @@ func TestPolicy_Resolve_LongSubjectIsHashed(t *testing.T) {
 	}
 }
 
-func TestNewPolicy_RefusesInvalidConfig(t *testing.T) {
-	_, err := NewPolicy(Config{OnError: "maybe"}, nil)
+// What NewPolicy trusts (it no longer checks again) is refused by
+// Config.Validate and ValidatePolicy, which config.Load runs on every file.
+func TestValidate_RefusesInvalidPolicyConfig(t *testing.T) {
+	err := Config{OnError: "maybe"}.Validate("rate_limits")
 	if err == nil || !strings.Contains(err.Error(), "rate_limits.on_error") {
-		t.Errorf("NewPolicy = %v, want the on_error problem", err)
+		t.Errorf("Validate = %v, want the on_error problem", err)
 	}
-	_, err = NewPolicy(Config{}, []Route{{Name: "x", Limit: &RouteLimit{}}})
+	err = ValidatePolicy(Config{}, []Route{{Name: "x", Limit: &RouteLimit{}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "routes[0].rate_limit") {
-		t.Errorf("NewPolicy = %v, want the route problem", err)
+		t.Errorf("ValidatePolicy = %v, want the route problem", err)
 	}
 }
 

@@ -6,26 +6,12 @@
 package rolemap
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 )
 
 // Wildcard is the permission that grants every permission.
 const Wildcard = "*"
-
-// Rule maps membership in any of Groups to all of Roles.
-type Rule struct {
-	Groups []string `yaml:"groups"`
-	Roles  []string `yaml:"roles"`
-}
-
-// Mapping is the `role_mapping` section of the configuration.
-type Mapping struct {
-	Rules        []Rule   `yaml:"rules"`
-	DefaultRoles []string `yaml:"default_roles"`
-}
 
 // Mapper answers which roles a set of groups earns and whether a set of roles
 // holds a set of permissions. All of its tables are built once by New.
@@ -47,7 +33,7 @@ type grant struct {
 // New builds a Mapper from the role mapping and the `roles` table (role name
 // to permissions). It fails on a rule or default that names a role missing
 // from roles, and on a malformed permission pattern.
-func New(m Mapping, roles map[string][]string) (*Mapper, error) {
+func New(m Mapping, roles Roles) (*Mapper, error) {
 	if err := Validate(m, roles); err != nil {
 		return nil, err
 	}
@@ -78,47 +64,6 @@ func New(m Mapping, roles map[string][]string) (*Mapper, error) {
 	}
 	mp.defaults = sortedUnique(m.DefaultRoles)
 	return mp, nil
-}
-
-// Validate reports every problem in the mapping and roles tables, each as a
-// config path and the rule it breaks.
-func Validate(m Mapping, roles map[string][]string) error {
-	var errs []error
-	for role, perms := range roles {
-		if role == "" {
-			errs = append(errs, errors.New("roles: a role name must not be empty"))
-		} else if strings.ContainsFunc(role, func(r rune) bool { return r == ',' || r <= ' ' || r == 0x7f }) {
-			errs = append(errs, fmt.Errorf("roles: role name %q must not contain a comma, white space or a control character (it travels in the comma-separated x-auth-roles header)", role))
-		}
-		for i, p := range perms {
-			if p == "" {
-				errs = append(errs, fmt.Errorf("roles.%s[%d]: permission must not be empty", role, i))
-				continue
-			}
-			if strings.ContainsAny(p, " \t\r\n") {
-				errs = append(errs, fmt.Errorf("roles.%s[%d]: %q must not contain white space", role, i, p))
-			}
-		}
-	}
-	for i, r := range m.Rules {
-		if len(r.Groups) == 0 {
-			errs = append(errs, fmt.Errorf("role_mapping.rules[%d].groups: must list at least one group", i))
-		}
-		if len(r.Roles) == 0 {
-			errs = append(errs, fmt.Errorf("role_mapping.rules[%d].roles: must list at least one role", i))
-		}
-		for j, role := range r.Roles {
-			if _, ok := roles[role]; !ok {
-				errs = append(errs, fmt.Errorf("role_mapping.rules[%d].roles[%d]: role %q is not defined under roles: add it there or fix the name", i, j, role))
-			}
-		}
-	}
-	for i, role := range m.DefaultRoles {
-		if _, ok := roles[role]; !ok {
-			errs = append(errs, fmt.Errorf("role_mapping.default_roles[%d]: role %q is not defined under roles: add it there or fix the name", i, role))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Roles returns the sorted, de-duplicated roles earned by groups, plus the
