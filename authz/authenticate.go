@@ -59,7 +59,7 @@ func (e *Engine) KnownRole(role string) bool { return e.mapper.Known(role) }
 // r: the HTTP status, the headers (content-type, www-authenticate,
 // retry-after) and the JSON body of the response table.
 func Denial(r Reason) (status int, headers []Header, body []byte) {
-	d := newDenial(r, ReasonCode(r))
+	d := newDenial(ReasonCode(r))
 	return d.code.HTTPStatus(), d.headers, d.body
 }
 

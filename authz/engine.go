@@ -1006,30 +1006,36 @@ var (
 	removeBoth          = []string{"authorization", "x-api-key"}
 )
 
-// removalKind says which shared removal list a decision carries, so the
-// front ends can share what they build from it.
-type removalKind uint8
+// RemovalKind says which shared removal list a Decision's Remove is, so a
+// front end can share what it builds from it (the gRPC front end caches
+// allowed responses by it).
+type RemovalKind uint8
 
+// The removal kinds: nothing to remove, one of the three shared lists of
+// credential headers, or RemovalOther, a list built for one request that
+// must not be shared.
 const (
-	removalNone removalKind = iota
-	removalAuthorization
-	removalAPIKey
-	removalBoth
-	removalOther // built for one request
+	RemovalNone RemovalKind = iota
+	RemovalAuthorization
+	RemovalAPIKey
+	RemovalBoth
+	RemovalOther
 )
 
-func removalOf(rm []string) removalKind {
+// RemovalOf returns which shared removal list rm (a Decision's Remove) is,
+// or RemovalOther.
+func RemovalOf(rm []string) RemovalKind {
 	switch {
 	case len(rm) == 0:
-		return removalNone
+		return RemovalNone
 	case &rm[0] == &removeAuthorization[0]:
-		return removalAuthorization
+		return RemovalAuthorization
 	case &rm[0] == &removeAPIKey[0]:
-		return removalAPIKey
+		return RemovalAPIKey
 	case &rm[0] == &removeBoth[0]:
-		return removalBoth
+		return RemovalBoth
 	}
-	return removalOther
+	return RemovalOther
 }
 
 func setsHeader(set []Header, name string) bool {

@@ -17,7 +17,8 @@
 //
 // Keys are created and revoked through apikeys.Store, so they share its
 // storage and its invalidation with `extauthz keys`. The package decides no
-// check and does not import go-control-plane. Every key lifecycle event is
+// check and imports neither gRPC nor go-control-plane: it needs only the
+// engine, which is transport-free (authz.TestImports_TransportFree). Every key lifecycle event is
 // one log line (event, key_id, owner, actor, roles; never the key) and one
 // increment of extauthz_apikey_events_total{event}.
 package keysapi

@@ -35,6 +35,8 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/envoyauthz"
+	"github.com/extauthz/extauthz/forwardauth"
 	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/ratelimit"
@@ -417,7 +419,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 	// The front end's codec sends shared allowed responses and the prebuilt
 	// denials from bytes encoded once (docs/PERFORMANCE.md); every other
 	// message goes through the standard proto codec.
-	front := s.authz.GRPC()
+	front := envoyauthz.New(s.authz)
 	gs := grpc.NewServer(
 		grpc.ForceServerCodecV2(front.Codec()),
 		grpc.MaxRecvMsgSize(cfg.Server.GRPCMaxRecvBytes),
@@ -484,7 +486,7 @@ func serve(ctx context.Context, path string, cfg *config.Config, logger *slog.Lo
 			hl = tls.NewListener(hl, tlsCfg.config([]string{"http/1.1"}))
 		}
 		hs = &http.Server{
-			Handler:           s.authz.HTTP(),
+			Handler:           forwardauth.New(s.authz),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
