@@ -13,17 +13,17 @@ import (
 // Denial). mTLS peers are never considered: headers carry no peer.
 // The identity may be shared: treat it as read-only.
 func (e *Engine) Authenticate(ctx context.Context, headers map[string]string) (*Identity, Reason) {
-	id, _, reason := e.authenticate(ctx, &Request{Headers: headers}, nil)
-	if id == nil {
-		return nil, reason
+	auth := e.authenticate(ctx, &Request{Headers: headers})
+	if auth.id == nil {
+		return nil, auth.reason
 	}
-	return id, ""
+	return auth.id, ""
 }
 
-// AuthenticateJWT verifies token as a JWT of a configured provider (through
-// Authenticate, with a synthetic authorization header) and returns the
-// identity with the token's expiry. API keys and any other credential are
-// refused with ReasonInvalidToken: only a JWT can be exchanged.
+// AuthenticateJWT verifies token as a JWT of a configured provider, exactly
+// as a check verifies a bearer JWT, and returns the identity with the
+// token's expiry. API keys are refused with ReasonInvalidToken and any
+// other shape with ReasonMalformedToken: only a JWT can be exchanged.
 func (e *Engine) AuthenticateJWT(ctx context.Context, token string) (*Identity, time.Time, Reason) {
 	if e.keyPrefix != "" && len(token) >= len(e.keyPrefix) && token[:len(e.keyPrefix)] == e.keyPrefix {
 		return nil, time.Time{}, ReasonInvalidToken
@@ -31,19 +31,11 @@ func (e *Engine) AuthenticateJWT(ctx context.Context, token string) (*Identity, 
 	if !looksLikeJWT(token) {
 		return nil, time.Time{}, ReasonMalformedToken
 	}
-	id, reason := e.Authenticate(ctx, map[string]string{"authorization": "Bearer " + token})
-	if id == nil {
-		return nil, time.Time{}, reason
+	auth := e.authenticateJWT(ctx, token)
+	if auth.id == nil {
+		return nil, time.Time{}, auth.reason
 	}
-	if id.Method != MethodJWT {
-		return nil, time.Time{}, ReasonInvalidToken
-	}
-	// The verifier's token cache answers this second call.
-	c, err := e.verifier.Verify(ctx, token)
-	if err != nil {
-		return nil, time.Time{}, jwtReason(ctx, err)
-	}
-	return id, c.ExpiresAt, ""
+	return auth.id, auth.expiry, ""
 }
 
 // Permits reports whether roles grant the permission perm (globs in role
@@ -59,7 +51,7 @@ func (e *Engine) KnownRole(role string) bool { return e.mapper.Known(role) }
 // r: the HTTP status, the headers (content-type, www-authenticate,
 // retry-after) and the JSON body of the response table.
 func Denial(r Reason) (status int, headers []Header, body []byte) {
-	d := newDenial(r, ReasonCode(r))
+	d := newDenial(ReasonCode(r))
 	return d.code.HTTPStatus(), d.headers, d.body
 }
 

@@ -9,17 +9,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
@@ -375,83 +370,6 @@ func BenchmarkServerDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkCheck measures the Envoy gRPC front end: in process (Check's own
-// translation and response building on top of Server.decide), and over a
-// real loopback TCP connection through grpc-go, client and server in this
-// process, one call at a time and with parallel callers.
-func BenchmarkCheck(b *testing.B) {
-	env := newBenchEnv(b)
-	ctx := context.Background()
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	s := NewServer(env.cached, ServerOptions{AllowSampleRate: 1}, logger, NewMetrics(prometheus.NewRegistry()))
-	g := s.GRPC()
-	tok := env.token("RS256")
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-		Http: &authv3.AttributeContext_HttpRequest{
-			Id: "123", Method: "POST", Host: "llm.example.com", Path: "/v1/chat/completions", Scheme: "https", Protocol: "HTTP/1.1",
-			Headers: envoyRequest("authorization", "Bearer "+tok).Headers,
-		},
-	}}}
-	check := func(b *testing.B, resp *authv3.CheckResponse, err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-		if resp.GetOkResponse() == nil {
-			b.Fatalf("denied: %v", resp.GetStatus())
-		}
-	}
-
-	b.Run("jwt_cached_in_process", func(b *testing.B) {
-		resp, err := g.Check(ctx, req)
-		check(b, resp, err)
-		b.ReportAllocs()
-		for b.Loop() {
-			_, _ = g.Check(ctx, req)
-		}
-	})
-
-	// Over loopback TCP, with the standard codec and with g.Codec(), which
-	// sends cached responses from bytes encoded once.
-	for _, c := range []struct {
-		name string
-		opts []grpc.ServerOption
-	}{
-		{"loopback", nil},
-		{"loopback_codec", []grpc.ServerOption{grpc.ForceServerCodecV2(g.Codec())}},
-	} {
-		client := loopbackClient(b, g, c.opts...)
-		b.Run("jwt_cached_"+c.name, func(b *testing.B) {
-			resp, err := client.Check(ctx, req)
-			check(b, resp, err)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Check(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// loopbackClient serves g on a loopback TCP port and returns a client of it.
-func loopbackClient(b *testing.B, g *GRPC, opts ...grpc.ServerOption) authv3.AuthorizationClient {
-	b.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxConcurrentStreams(1024)}, opts...)...)
-	authv3.RegisterAuthorizationServer(gs, g)
-	go func() { _ = gs.Serve(lis) }()
-	b.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	return authv3.NewAuthorizationClient(conn)
-}
-
 // The tests below pin the behaviour of the hot-path shortcuts measured
 // above: each cached or shared value is what building it afresh gives.
 
@@ -491,7 +409,7 @@ func TestEngine_CachedIdentityMatchesFresh(t *testing.T) {
 }
 
 // TestEngine_RemovalsShareCommonLists: removals answers the common cases
-// with the shared lists (and removalOf recognises them), and any other case
+// with the shared lists (and RemovalOf recognises them), and any other case
 // with a list of its own.
 func TestEngine_RemovalsShareCommonLists(t *testing.T) {
 	e := newTestEngine(t, nil)
@@ -500,15 +418,15 @@ func TestEngine_RemovalsShareCommonLists(t *testing.T) {
 		name    string
 		headers map[string]string
 		want    []string
-		kind    removalKind
+		kind    RemovalKind
 	}{
-		{"nothing to remove", map[string]string{"accept": "*/*"}, nil, removalNone},
-		{"authorization", map[string]string{"authorization": "Bearer x"}, []string{"authorization"}, removalAuthorization},
-		{"x-api-key", map[string]string{"x-api-key": "k"}, []string{"x-api-key"}, removalAPIKey},
-		{"both", map[string]string{"authorization": "a", "x-api-key": "k"}, []string{"authorization", "x-api-key"}, removalBoth},
-		{"a header this decision sets", map[string]string{"authorization": "a", "x-auth-subject": "m"}, []string{"authorization"}, removalAuthorization},
-		{"a forged identity header", map[string]string{"authorization": "a", "x-auth-roles": "admin"}, []string{"authorization", "x-auth-roles"}, removalOther},
-		{"a forged claim header", map[string]string{"x-auth-email": "ceo@example.com"}, []string{"x-auth-email"}, removalOther},
+		{"nothing to remove", map[string]string{"accept": "*/*"}, nil, RemovalNone},
+		{"authorization", map[string]string{"authorization": "Bearer x"}, []string{"authorization"}, RemovalAuthorization},
+		{"x-api-key", map[string]string{"x-api-key": "k"}, []string{"x-api-key"}, RemovalAPIKey},
+		{"both", map[string]string{"authorization": "a", "x-api-key": "k"}, []string{"authorization", "x-api-key"}, RemovalBoth},
+		{"a header this decision sets", map[string]string{"authorization": "a", "x-auth-subject": "m"}, []string{"authorization"}, RemovalAuthorization},
+		{"a forged identity header", map[string]string{"authorization": "a", "x-auth-roles": "admin"}, []string{"authorization", "x-auth-roles"}, RemovalOther},
+		{"a forged claim header", map[string]string{"x-auth-email": "ceo@example.com"}, []string{"x-auth-email"}, RemovalOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -516,8 +434,8 @@ func TestEngine_RemovalsShareCommonLists(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("removals (-want +got):\n%s", diff)
 			}
-			if k := removalOf(got); k != tt.kind {
-				t.Errorf("removalOf = %d, want %d", k, tt.kind)
+			if k := RemovalOf(got); k != tt.kind {
+				t.Errorf("RemovalOf = %d, want %d", k, tt.kind)
 			}
 		})
 	}
@@ -616,112 +534,4 @@ func TestCheckContext(t *testing.T) {
 			waitDone(t, c)
 		}
 	})
-}
-
-// TestGRPC_SharedResponses: allowed responses are shared per identity and
-// route, and the codec sends every shared response (allowed and denied) as
-// bytes that decode to exactly that response; a response built for one
-// check is left to the standard codec.
-func TestGRPC_SharedResponses(t *testing.T) {
-	s := NewServer(newTestEngine(t, nil), ServerOptions{}, discardLogger(), NewMetrics(newRegistry()))
-	g := s.GRPC()
-	c := g.Codec()
-	ctx := context.Background()
-	check := func(method, path string, headers ...string) *authv3.CheckResponse {
-		h := map[string]string{}
-		for i := 0; i+1 < len(headers); i += 2 {
-			h[headers[i]] = headers[i+1]
-		}
-		resp, err := g.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-			Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Host: "llm.example.com", Headers: h}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	roundTrip := func(t *testing.T, resp *authv3.CheckResponse) {
-		t.Helper()
-		data, err := c.Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got authv3.CheckResponse
-		if err := c.Unmarshal(data, &got); err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(resp, &got, protocmp.Transform()); diff != "" {
-			t.Errorf("encoded response decodes differently (-sent +decoded):\n%s", diff)
-		}
-	}
-
-	alice := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice)
-	if g.encoded(alice) != nil {
-		t.Error("a response used once was encoded for keeps")
-	}
-	if again := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice); again != alice {
-		t.Error("the same identity and route built a second response")
-	}
-	if g.encoded(alice) == nil {
-		t.Error("the codec does not know the shared allowed response")
-	}
-	models := check("GET", "/v1/models", "authorization", "Bearer "+jwtAlice)
-	if models == alice || models.GetDynamicMetadata().GetFields()["route"].GetStringValue() != "models" {
-		t.Errorf("another route answered with the first route's response: %v", models.GetDynamicMetadata())
-	}
-	forged := check("POST", "/v1/chat/completions", "authorization", "Bearer "+jwtAlice, "x-auth-key-id", "forged")
-	if g.encoded(forged) != nil || forged == alice {
-		t.Error("a response with a per-request removal list was shared")
-	}
-	if diff := cmp.Diff([]string{"authorization", "x-auth-key-id"}, forged.GetOkResponse().GetHeadersToRemove()); diff != "" {
-		t.Errorf("headers_to_remove (-want +got):\n%s", diff)
-	}
-	denied := check("POST", "/v1/chat/completions")
-	if g.encoded(denied) == nil {
-		t.Error("the codec does not know the prebuilt denial")
-	}
-	for name, resp := range map[string]*authv3.CheckResponse{"allowed": alice, "other route": models, "per request": forged, "denied": denied,
-		"public": check("GET", "/healthz", "x-auth-subject", "x")} {
-		t.Run(name, func(t *testing.T) { roundTrip(t, resp) })
-	}
-}
-
-// TestGRPC_CodecForgetsReplacedResponses: with every response competing for
-// one slot, the codec's index holds exactly the cached response, so it
-// stays bounded by the cache, and a replaced response is encoded by the
-// standard codec, still correctly.
-func TestGRPC_CodecForgetsReplacedResponses(t *testing.T) {
-	s := NewServer(newTestEngine(t, nil), ServerOptions{}, discardLogger(), NewMetrics(newRegistry()))
-	g := s.GRPC()
-	g.ok = newSlotCache[okKey, *okEntry](1)
-	ctx := context.Background()
-	check := func(tok string) *authv3.CheckResponse {
-		resp, err := g.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/models", Headers: map[string]string{"authorization": "Bearer " + tok}}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	indexed := func() (n int) {
-		g.wire.Range(func(any, any) bool { n++; return true })
-		return n
-	}
-	for i := range 50 {
-		tok := []string{jwtAlice, jwtBob, jwtOdd}[i%3]
-		resp := check(tok)
-		if n := indexed(); n != 1 {
-			t.Fatalf("after check %d the codec indexes %d responses, want the 1 cached", i, n)
-		}
-		data, err := g.Codec().Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got authv3.CheckResponse
-		if err := g.Codec().Unmarshal(data, &got); err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(resp, &got, protocmp.Transform()); diff != "" {
-			t.Fatalf("check %d: encoded response decodes differently (-sent +decoded):\n%s", i, diff)
-		}
-	}
 }

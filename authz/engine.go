@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
-	"strings"
-	"sync/atomic"
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/introspect"
@@ -281,12 +278,12 @@ func (e *Engine) RateLimitRoutes() []string {
 // Decide answers one request. It never panics on hostile input and fails
 // closed: every error is a denial.
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
-	rt, refused := e.match(r)
+	rt, unreadable := e.match(r)
 	var d Decision
-	if refused != "" {
+	if unreadable != "" {
 		// A method or path that cannot be read one way only is refused
 		// before any route or default_route can decide it.
-		d.Code, d.Reason = ReasonCode(refused), refused
+		d.Code, d.Reason = ReasonCode(unreadable), unreadable
 		return d
 	}
 	if rt != nil {
@@ -301,14 +298,14 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		return d
 	}
 
-	id, set, reason := e.authenticate(ctx, r, &d)
-	if id == nil {
-		d.Reason = reason
-		d.Code = ReasonCode(reason)
-		d.Method = methodOfReason(reason)
+	auth := e.authenticate(ctx, r)
+	d.Method = auth.method
+	if auth.id == nil {
+		d.Code, d.Reason = ReasonCode(auth.reason), auth.reason
+		d.KeyID, d.KeyOwner, d.KeyIssuer = auth.keyID, auth.keyOwner, auth.keyIssuer
 		return d
 	}
-	d.Method = id.Method
+	id := auth.id
 	d.Identity = id
 	d.Reason = e.authorize(rt, id.Roles)
 	d.Code = ReasonCode(d.Reason)
@@ -325,71 +322,10 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		d.ResponseHeaders = nil
 	}
 	if d.Code == Allowed {
-		d.Set = set
+		d.Set = auth.set
 		d.Remove = e.removals(r.Headers, d.Set)
 	}
 	return d
-}
-
-// checkLLM applies the route's LLM policy to an authorized request: the
-// model and tools it asks for must be permitted, and the body must be one
-// that can be checked.
-func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
-	in := LLMInput{Body: r.Body, ContentType: r.Headers["content-type"],
-		BodyExpected: BodyExpected(r.Method, r.BodySize, r.Headers)}
-	// Envoy sets the partial-body header to "true" or "false"; anything
-	// but "false" fails closed.
-	if v, ok := r.Headers[PartialBodyHeader]; ok && v != "false" {
-		in.Partial = true
-	}
-	if rt.llm.ModelHeader != "" {
-		in.ModelHeader, in.HasModelHeader = r.Headers[rt.llm.ModelHeader]
-	}
-	c := CheckLLM(rt.llm, in, e.llmLimits, func(perm string) bool {
-		return e.mapper.Permits(id.Roles, []string{perm})
-	})
-	d.Model, d.Tools = c.Request.Model, c.Request.Tools
-	if c.Reason == "" {
-		return
-	}
-	d.Reason, d.Code, d.Message = c.Reason, ReasonCode(c.Reason), c.Message
-	e.llmMetrics.Count(c.Reason)
-}
-
-// rateLimit spends one request of the caller's budget on the route, when a
-// limit applies. Only requests that are otherwise allowed spend budget.
-func (e *Engine) rateLimit(ctx context.Context, id *Identity, d *Decision) {
-	rule, ok := e.policy.Resolve(d.Route, ratelimit.Caller{
-		Subject: id.Subject, Issuer: id.Issuer, KeyID: id.KeyID, Roles: id.Roles, KeyLimit: id.KeyLimit,
-	})
-	if !ok {
-		return
-	}
-	res, err := e.limiter.Allow(ctx, rule)
-	d.ResponseHeaders = convertRateHeaders(res.Headers())
-	switch {
-	case err != nil && res.Allowed:
-		d.RateLimit = "error_allowed" // on_error: allow
-	case err != nil:
-		d.RateLimit = "error_denied"
-		d.Code, d.Reason = Unavailable, ReasonRateLimitUnavailable
-	case !res.Allowed:
-		d.RateLimit = "limited"
-		d.Code, d.Reason = RateLimited, ReasonRateLimited
-	default:
-		d.RateLimit = "allowed"
-	}
-}
-
-func convertRateHeaders(in []ratelimit.Header) []Header {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]Header, len(in))
-	for i, h := range in {
-		out[i] = Header{h.Name, h.Value}
-	}
-	return out
 }
 
 // match returns the first route that fits r (nil: none), or the reason r is
@@ -457,586 +393,57 @@ func (e *Engine) authorize(rt *route, roles []string) Reason {
 	return ReasonInsufficientPerms
 }
 
-// credential sources, for choosing the error code of a malformed credential.
-const (
-	fromAuthorization = iota + 1
-	fromAPIKeyHeader
-)
-
-// authenticate extracts and checks the credential. It returns the identity
-// and the headers it sets upstream, or nil and the reason for refusing.
-//
-// An explicit credential always decides, valid or not; only a request
-// without one may be identified by its mTLS peer (peer_identity). When d is
-// not nil and the credential is a revoked or expired API key, the key's id
-// and owner are recorded in d for the audit log.
-func (e *Engine) authenticate(ctx context.Context, r *Request, d *Decision) (*Identity, []Header, Reason) {
-	cred, from := credential(r.Headers)
-	if from == 0 {
-		if e.peerRules != nil {
-			if id, set := e.authenticatePeer(r); id != nil {
-				return id, set, ""
-			}
-		}
-		return nil, nil, ReasonNoCredentials
+// checkLLM applies the route's LLM policy to an authorized request: the
+// model and tools it asks for must be permitted, and the body must be one
+// that can be checked.
+func (e *Engine) checkLLM(rt *route, r *Request, id *Identity, d *Decision) {
+	in := LLMInput{Body: r.Body, ContentType: r.Headers["content-type"],
+		BodyExpected: BodyExpected(r.Method, r.BodySize, r.Headers)}
+	// Envoy sets the partial-body header to "true" or "false"; anything
+	// but "false" fails closed.
+	if v, ok := r.Headers[PartialBodyHeader]; ok && v != "false" {
+		in.Partial = true
 	}
+	if rt.llm.ModelHeader != "" {
+		in.ModelHeader, in.HasModelHeader = r.Headers[rt.llm.ModelHeader]
+	}
+	c := CheckLLM(rt.llm, in, e.llmLimits, func(perm string) bool {
+		return e.mapper.Permits(id.Roles, []string{perm})
+	})
+	d.Model, d.Tools = c.Request.Model, c.Request.Tools
+	if c.Reason == "" {
+		return
+	}
+	d.Reason, d.Code, d.Message = c.Reason, ReasonCode(c.Reason), c.Message
+	e.llmMetrics.Count(c.Reason)
+}
+
+// rateLimit spends one request of the caller's budget on the route, when a
+// limit applies. Only requests that are otherwise allowed spend budget.
+func (e *Engine) rateLimit(ctx context.Context, id *Identity, d *Decision) {
+	rule, ok := e.policy.Resolve(d.Route, ratelimit.Caller{
+		Subject: id.Subject, Issuer: id.Issuer, KeyID: id.KeyID, Roles: id.Roles, KeyLimit: id.KeyLimit,
+	})
+	if !ok {
+		return
+	}
+	res, err := e.limiter.Allow(ctx, rule)
+	d.ResponseHeaders = convertRateHeaders(res.Headers())
 	switch {
-	case e.keyPrefix != "" && strings.HasPrefix(cred, e.keyPrefix):
-		return e.authenticateKey(ctx, cred, d)
-	case looksLikeJWT(cred):
-		return e.authenticateJWT(ctx, cred)
-	case from == fromAPIKeyHeader:
-		return nil, nil, ReasonMalformedKey
-	case e.introspector != nil && cred != "":
-		return e.authenticateOpaque(ctx, cred)
+	case err != nil && res.Allowed:
+		d.RateLimit = "error_allowed" // on_error: allow
+	case err != nil:
+		d.RateLimit = "error_denied"
+		d.Code, d.Reason = Unavailable, ReasonRateLimitUnavailable
+	case !res.Allowed:
+		d.RateLimit = "limited"
+		d.Code, d.Reason = RateLimited, ReasonRateLimited
 	default:
-		return nil, nil, ReasonMalformedCredential
+		d.RateLimit = "allowed"
 	}
 }
 
-// authenticateOpaque validates a bearer token that is neither an API key
-// nor a JWT with the introspection endpoint.
-func (e *Engine) authenticateOpaque(ctx context.Context, token string) (*Identity, []Header, Reason) {
-	res, err := e.introspector.Introspect(ctx, token)
-	if err != nil {
-		return nil, nil, opaqueReason(ctx, err)
-	}
-	if d, ok := e.opaqueIDs.get(res); ok {
-		return d.id, d.set, ""
-	}
-	id := &Identity{
-		Method:  MethodOpaque,
-		Subject: res.Subject,
-		Groups:  sortedGroups(res.Groups),
-		Roles:   e.mapper.Roles(res.Groups, nil),
-	}
-	set := e.identityHeaders(id)
-	e.opaqueIDs.put(res, derivedIdentity{id, set})
-	return id, set, ""
-}
-
-// opaqueReason maps an introspect error to a reason. Unknown errors fail
-// closed.
-func opaqueReason(ctx context.Context, err error) Reason {
-	switch {
-	case errors.Is(err, introspect.ErrInactive):
-		return ReasonInactiveToken
-	case errors.Is(err, introspect.ErrRateLimited):
-		return ReasonIntrospectionRateLimited
-	case errors.Is(err, introspect.ErrBusy):
-		return ReasonIntrospectionBusy
-	case ctx.Err() != nil:
-		return ReasonCheckTimeout
-	case errors.Is(err, introspect.ErrUnavailable):
-		return ReasonIntrospectionUnavailable
-	default:
-		return ReasonInternalError
-	}
-}
-
-func (e *Engine) authenticateJWT(ctx context.Context, token string) (*Identity, []Header, Reason) {
-	if e.verifier == nil {
-		return nil, nil, ReasonUnknownIssuer
-	}
-	c, err := e.verifier.Verify(ctx, token)
-	if err != nil {
-		return nil, nil, jwtReason(ctx, err)
-	}
-	if d, ok := e.jwtIDs.get(c); ok {
-		return d.id, d.set, ""
-	}
-	id := &Identity{
-		Method:  MethodJWT,
-		Subject: c.Subject,
-		Issuer:  c.Issuer,
-		Groups:  sortedGroups(c.Groups),
-		Roles:   e.mapper.Roles(c.Groups, nil),
-		Extra:   convertHeaders(c.Headers),
-	}
-	set := e.identityHeaders(id)
-	e.jwtIDs.put(c, derivedIdentity{id, set})
-	return id, set, ""
-}
-
-// authenticateKey resolves an API key. A revoked or expired key's id and
-// owner go to d (when not nil), never to an Identity.
-func (e *Engine) authenticateKey(ctx context.Context, key string, d *Decision) (*Identity, []Header, Reason) {
-	if e.keys == nil {
-		return nil, nil, ReasonUnknownKey
-	}
-	rec, err := e.keys.Lookup(ctx, key)
-	if err != nil {
-		reason := keyReason(ctx, err)
-		if d != nil && (reason == ReasonExpiredKey || reason == ReasonRevokedKey) {
-			if ke, ok := errors.AsType[*apikeys.KeyError](err); ok {
-				d.KeyID, d.KeyOwner, d.KeyIssuer = ke.ID, ke.Owner, ke.Issuer
-			}
-		}
-		return nil, nil, reason
-	}
-	if c, ok := e.keyIDs.get(rec); ok {
-		return c.id, c.set, ""
-	}
-	id := &Identity{
-		Method:  MethodAPIKey,
-		Subject: rec.Owner,
-		Issuer:  rec.Issuer, // "" for the CLI namespace
-		KeyID:   rec.ID,
-		Groups:  sortedGroups(rec.Groups),
-		Roles:   e.mapper.Roles(rec.Groups, rec.Roles),
-	}
-	if rec.RateLimit != nil {
-		l := ratelimit.Limit(*rec.RateLimit)
-		id.KeyLimit = &l
-	}
-	set := e.identityHeaders(id)
-	e.keyIDs.put(rec, derivedIdentity{id, set})
-	return id, set, ""
-}
-
-// peerCacheSlots is the size of the peer identity cache (principals are
-// at most 2 KiB). certCacheSlots is the size of the certificate cache, which
-// holds only certificates of at most maxCachedCertificateBytes (a SPIFFE
-// SVID is 1-3 KB URL-encoded): at most 2 MiB of keys.
-const (
-	peerCacheSlots            = 1024
-	certCacheSlots            = 256
-	maxCachedCertificateBytes = 8 << 10
-)
-
-// authenticatePeer returns the identity of the request's mTLS peer: its
-// principal, else the URI SAN of its certificate, mapped by the first
-// matching peer_identity rule. It returns nil when there is no usable
-// principal or no rule matches.
-func (e *Engine) authenticatePeer(r *Request) (*Identity, []Header) {
-	p := r.PeerPrincipal
-	if p == "" {
-		if r.PeerCertificate == "" {
-			return nil, nil
-		}
-		var ok bool
-		if p, ok = e.certPrincipals.get(r.PeerCertificate); !ok {
-			p, _ = certificatePrincipal(r.PeerCertificate)
-			if len(r.PeerCertificate) <= maxCachedCertificateBytes {
-				e.certPrincipals.put(r.PeerCertificate, p)
-			}
-		}
-	}
-	if !validPrincipal(p) {
-		return nil, nil
-	}
-	if d, ok := e.peerIDs.get(p); ok {
-		return d.id, d.set
-	}
-	var d derivedIdentity
-	if rule := matchPeer(e.peerRules, p); rule != nil {
-		d.id = &Identity{
-			Method:  MethodMTLS,
-			Subject: p,
-			Groups:  sortedGroups(rule.groups),
-			Roles:   e.mapper.Roles(rule.groups, rule.roles),
-		}
-		d.set = e.identityHeaders(d.id)
-	}
-	e.peerIDs.put(p, d)
-	return d.id, d.set
-}
-
-// identityCacheSlots is the size of each identity cache. At most this many
-// derived identities (about 600 bytes each, plus the Claims or Record they
-// keep alive) are held per Engine and credential kind.
-const identityCacheSlots = 8192
-
-// identityCache maps a verified credential's Claims or Record, by pointer,
-// to the Identity and headers derived from it. Holding the pointer keeps its
-// target alive, so an address in the cache can never be reused by another
-// credential; the targets are immutable (see jwks.Claims and
-// apikeys.Store.Lookup), so a hit always yields what deriving again would.
-type identityCache[K comparable] = slotCache[K, derivedIdentity]
-
-// derivedIdentity is what a verified credential yields.
-type derivedIdentity struct {
-	id  *Identity
-	set []Header
-}
-
-func newIdentityCache[K comparable](slots int) *identityCache[K] {
-	return newSlotCache[K, derivedIdentity](slots)
-}
-
-// slotCache is a bounded, lock-free, direct-mapped cache: each key hashes to
-// one slot, and a newer entry simply replaces the older one. A lookup costs
-// one hash and one atomic load; a miss costs one small allocation. It suits
-// values that are cheap to rebuild and keys that repeat.
-type slotCache[K comparable, V any] struct {
-	seed  maphash.Seed
-	mask  uint64
-	slots []atomic.Pointer[slotEntry[K, V]]
-}
-
-type slotEntry[K comparable, V any] struct {
-	key K
-	val V
-}
-
-// newSlotCache returns a cache of slots entries; slots must be a power of
-// two.
-func newSlotCache[K comparable, V any](slots int) *slotCache[K, V] {
-	return &slotCache[K, V]{
-		seed:  maphash.MakeSeed(),
-		mask:  uint64(slots - 1),
-		slots: make([]atomic.Pointer[slotEntry[K, V]], slots),
-	}
-}
-
-func (c *slotCache[K, V]) slot(k K) *atomic.Pointer[slotEntry[K, V]] {
-	return &c.slots[maphash.Comparable(c.seed, k)&c.mask]
-}
-
-// get returns the value cached for k.
-func (c *slotCache[K, V]) get(k K) (v V, ok bool) {
-	if e := c.slot(k).Load(); e != nil && e.key == k {
-		return e.val, true
-	}
-	return v, false
-}
-
-// put caches v for k, replacing whatever shared its slot.
-func (c *slotCache[K, V]) put(k K, v V) {
-	c.slot(k).Store(&slotEntry[K, V]{key: k, val: v})
-}
-
-// swap caches v for k and returns the value it replaced, if any.
-func (c *slotCache[K, V]) swap(k K, v V) (old V, replaced bool) {
-	if e := c.slot(k).Swap(&slotEntry[K, V]{key: k, val: v}); e != nil {
-		return e.val, true
-	}
-	return old, false
-}
-
-// jwtReason maps a jwks error to a reason. Unknown errors fail closed as
-// unavailable, never as an allow.
-func jwtReason(ctx context.Context, err error) Reason {
-	switch {
-	case errors.Is(err, jwks.ErrNoKeys):
-		return ReasonJWKSUnavailable
-	case errors.Is(err, jwks.ErrTooLarge):
-		return ReasonTokenTooLarge
-	case errors.Is(err, jwks.ErrMalformed):
-		return ReasonMalformedToken
-	case errors.Is(err, jwks.ErrUnknownIssuer):
-		return ReasonUnknownIssuer
-	case errors.Is(err, jwks.ErrAlgorithm):
-		return ReasonAlgorithm
-	case errors.Is(err, jwks.ErrUnknownKID):
-		return ReasonUnknownKID
-	case errors.Is(err, jwks.ErrSignature):
-		return ReasonBadSignature
-	case errors.Is(err, jwks.ErrExpired):
-		return ReasonExpiredToken
-	case errors.Is(err, jwks.ErrNotYetValid):
-		return ReasonNotYetValid
-	case errors.Is(err, jwks.ErrIssuedInFuture):
-		return ReasonIssuedInFuture
-	case errors.Is(err, jwks.ErrAudience):
-		return ReasonWrongAudience
-	case errors.Is(err, jwks.ErrMissingClaim):
-		return ReasonMissingClaim
-	case errors.Is(err, jwks.ErrInvalid):
-		return ReasonInvalidToken
-	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return ReasonCheckTimeout
-	default:
-		return ReasonInternalError
-	}
-}
-
-// keyReason maps an apikeys error to a reason. Unknown errors fail closed.
-func keyReason(ctx context.Context, err error) Reason {
-	switch {
-	case errors.Is(err, apikeys.ErrMalformed):
-		return ReasonMalformedKey
-	case errors.Is(err, apikeys.ErrNotFound):
-		return ReasonUnknownKey
-	case errors.Is(err, apikeys.ErrRevoked):
-		return ReasonRevokedKey
-	case errors.Is(err, apikeys.ErrExpired):
-		return ReasonExpiredKey
-	case errors.Is(err, context.DeadlineExceeded):
-		if ctx.Err() != nil {
-			return ReasonCheckTimeout
-		}
-		return ReasonRedisTimeout
-	case errors.Is(err, apikeys.ErrUnavailable):
-		return ReasonRedisUnavailable
-	case ctx.Err() != nil:
-		return ReasonCheckTimeout
-	default:
-		return ReasonInternalError
-	}
-}
-
-func methodOfReason(r Reason) AuthMethod {
-	switch r {
-	case ReasonJWKSUnavailable, ReasonTokenTooLarge, ReasonMalformedToken, ReasonUnknownIssuer,
-		ReasonAlgorithm, ReasonUnknownKID, ReasonBadSignature, ReasonExpiredToken, ReasonNotYetValid,
-		ReasonIssuedInFuture, ReasonWrongAudience, ReasonMissingClaim, ReasonInvalidToken:
-		return MethodJWT
-	case ReasonMalformedKey, ReasonUnknownKey, ReasonRevokedKey, ReasonExpiredKey,
-		ReasonRedisTimeout, ReasonRedisUnavailable:
-		return MethodAPIKey
-	case ReasonInactiveToken, ReasonIntrospectionUnavailable, ReasonIntrospectionRateLimited, ReasonIntrospectionBusy:
-		return MethodOpaque
-	}
-	return MethodNone
-}
-
-// credential returns the presented credential and where it came from:
-// authorization: Bearer first, then x-api-key. from is 0 when neither holds
-// one.
-func credential(h map[string]string) (cred string, from int) {
-	if a, ok := h["authorization"]; ok {
-		if v, ok := bearer(a); ok {
-			return v, fromAuthorization
-		}
-	}
-	if k := strings.TrimSpace(h["x-api-key"]); k != "" {
-		return k, fromAPIKeyHeader
-	}
-	return "", 0
-}
-
-// bearer parses an RFC 6750 "Bearer <token>" value; the scheme is
-// case-insensitive. An empty token is returned as ("", true) so that it is
-// refused as malformed rather than as missing.
-func bearer(v string) (string, bool) {
-	const scheme = "bearer"
-	v = strings.TrimLeft(v, " \t")
-	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
-		return "", false
-	}
-	rest := v[len(scheme):]
-	if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
-		return "", false
-	}
-	return strings.Trim(rest, " \t"), true
-}
-
-// looksLikeJWT reports whether s is three base64url segments separated by
-// dots (the signature may be empty, so that unsigned tokens reach the
-// verifier and are refused there with a precise reason).
-func looksLikeJWT(s string) bool {
-	// Split at the first two dots (IndexByte is vectorised), then check
-	// every segment against the alphabet with a table: the token is read
-	// on every check, cached or not.
-	i := strings.IndexByte(s, '.')
-	if i <= 0 {
-		return false
-	}
-	j := strings.IndexByte(s[i+1:], '.')
-	if j <= 0 {
-		return false
-	}
-	j += i + 1
-	return isBase64URL(s[:i]) && isBase64URL(s[i+1:j]) && isBase64URL(s[j+1:])
-}
-
-// base64URLAlphabet marks the bytes of the base64url alphabet.
-var base64URLAlphabet = func() (t [256]bool) {
-	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") {
-		t[c] = true
-	}
-	return t
-}()
-
-// isBase64URL reports whether every byte of s is in the base64url alphabet.
-func isBase64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !base64URLAlphabet[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// identityHeaders returns the headers to set upstream for id.
-func (e *Engine) identityHeaders(id *Identity) []Header {
-	set := make([]Header, 0, 6+len(id.Extra))
-	set = append(set, Header{e.names.subject, headerValue(id.Subject)})
-	set = append(set, Header{e.names.method, id.Method.String()})
-	if id.Issuer != "" {
-		set = append(set, Header{e.names.issuer, headerValue(id.Issuer)})
-	}
-	if len(id.Groups) > 0 {
-		set = append(set, Header{e.names.groups, joinSafe(id.Groups)})
-	}
-	if len(id.Roles) > 0 {
-		set = append(set, Header{e.names.roles, joinSafe(id.Roles)})
-	}
-	if id.KeyID != "" {
-		set = append(set, Header{e.names.keyID, headerValue(id.KeyID)})
-	}
-	for _, x := range id.Extra {
-		set = append(set, Header{x.Name, headerValue(x.Value)})
-	}
-	return set
-}
-
-// removals lists the request headers that must not reach the upstream:
-// every header under the identity prefix (and every claims_to_headers name)
-// that set does not overwrite, and the credential headers when
-// strip_credentials is on. Names are compared as an upstream may read them:
-// case-insensitively and with '_' read as '-' (CGI, WSGI and Rack turn
-// x_auth_subject and x-auth-subject into the same variable), so every such
-// spelling is removed. It returns nil, without allocating, when there is
-// nothing to remove.
-func (e *Engine) removals(h map[string]string, set []Header) []string {
-	var out []string
-	for name := range h {
-		if !e.identityHeader(name) {
-			if e.strip && name != "authorization" && name != "x-api-key" &&
-				(foldedEqual(name, "authorization") || foldedEqual(name, "x-api-key")) {
-				out = append(out, name) // x_api_key, X-Api-Key
-			}
-			continue
-		}
-		// A header this decision sets is overwritten (Envoy matches
-		// names case-insensitively); x_auth_subject is another header to
-		// Envoy and is removed.
-		if setsHeaderFold(set, name) {
-			continue
-		}
-		out = append(out, name)
-	}
-	if e.strip {
-		_, auth := h["authorization"]
-		_, key := h["x-api-key"]
-		if out == nil {
-			// The common case: no client-sent identity header. Answer with
-			// a shared list rather than allocate one per check.
-			switch {
-			case auth && key:
-				return removeBoth
-			case auth:
-				return removeAuthorization
-			case key:
-				return removeAPIKey
-			}
-			return nil
-		}
-		if auth {
-			out = append(out, "authorization")
-		}
-		if key {
-			out = append(out, "x-api-key")
-		}
-	}
-	if len(out) > 1 {
-		slices.Sort(out)
-	}
-	return out
-}
-
-// identityHeader reports whether a request header name is, as an upstream
-// may read it, under the identity prefix or a claims_to_headers name.
-func (e *Engine) identityHeader(name string) bool {
-	if hasFoldedPrefix(name, e.prefix) {
-		return true
-	}
-	for _, c := range e.claimHeaders {
-		if foldedEqual(name, c) {
-			return true
-		}
-	}
-	return false
-}
-
-// foldHeaderByte reads a header-name byte as the most lenient upstream does:
-// lower case, and '_' as '-'.
-func foldHeaderByte(c byte) byte {
-	switch {
-	case 'A' <= c && c <= 'Z':
-		return c + 'a' - 'A'
-	case c == '_':
-		return '-'
-	}
-	return c
-}
-
-// hasFoldedPrefix reports whether name starts with prefix, both read with
-// foldHeaderByte. It does not allocate.
-func hasFoldedPrefix(name, prefix string) bool {
-	if len(name) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		if foldHeaderByte(name[i]) != foldHeaderByte(prefix[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// foldedEqual reports whether a and b are the same header name read with
-// foldHeaderByte.
-func foldedEqual(a, b string) bool { return len(a) == len(b) && hasFoldedPrefix(a, b) }
-
-// setsHeaderFold reports whether set holds name, compared
-// case-insensitively (but '_' and '-' differ).
-func setsHeaderFold(set []Header, name string) bool {
-	for i := range set {
-		if strings.EqualFold(set[i].Name, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// The removal lists of the common case, when no client-sent identity header
-// is to be removed, only the credential headers to strip. Every decision
-// shares them: read-only.
-var (
-	removeAuthorization = []string{"authorization"}
-	removeAPIKey        = []string{"x-api-key"}
-	removeBoth          = []string{"authorization", "x-api-key"}
-)
-
-// removalKind says which shared removal list a decision carries, so the
-// front ends can share what they build from it.
-type removalKind uint8
-
-const (
-	removalNone removalKind = iota
-	removalAuthorization
-	removalAPIKey
-	removalBoth
-	removalOther // built for one request
-)
-
-func removalOf(rm []string) removalKind {
-	switch {
-	case len(rm) == 0:
-		return removalNone
-	case &rm[0] == &removeAuthorization[0]:
-		return removalAuthorization
-	case &rm[0] == &removeAPIKey[0]:
-		return removalAPIKey
-	case &rm[0] == &removeBoth[0]:
-		return removalBoth
-	}
-	return removalOther
-}
-
-func setsHeader(set []Header, name string) bool {
-	for i := range set {
-		if set[i].Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func convertHeaders(in []jwks.Header) []Header {
+func convertRateHeaders(in []ratelimit.Header) []Header {
 	if len(in) == 0 {
 		return nil
 	}
@@ -1045,52 +452,4 @@ func convertHeaders(in []jwks.Header) []Header {
 		out[i] = Header{h.Name, h.Value}
 	}
 	return out
-}
-
-// sortedGroups returns the groups sorted and de-duplicated, without any group
-// that could not travel safely in a comma-separated header (a comma or a
-// control character would let one group pose as two).
-func sortedGroups(in []string) []string {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(in))
-	for _, g := range in {
-		if g != "" && safeListItem(g) {
-			out = append(out, g)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-func safeListItem(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c == ',' {
-			return false
-		}
-	}
-	return true
-}
-
-func joinSafe(items []string) string {
-	if len(items) == 1 {
-		return headerValue(items[0])
-	}
-	return headerValue(strings.Join(items, ","))
-}
-
-// headerValue removes control characters, which no header value may carry.
-func headerValue(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return strings.Map(func(r rune) rune {
-				if (r < 0x20 && r != '\t') || r == 0x7f {
-					return -1
-				}
-				return r
-			}, s)
-		}
-	}
-	return s
 }

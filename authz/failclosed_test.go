@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/grpc/codes"
 )
 
 // allowingReasons are the only reasons that may allow a request. Any other
@@ -145,8 +144,9 @@ func TestReasons_EveryDeclaredReasonDenies(t *testing.T) {
 			if !ok {
 				t.Fatalf("no prebuilt denial for %q", r)
 			}
-			if d.code != c || d.code.HTTPStatus() < 400 || d.code.GRPCCode() == codes.OK || d.grpc.GetDeniedResponse() == nil {
-				t.Errorf("denial for %q: code %v, status %d, grpc %v", r, d.code, d.code.HTTPStatus(), d.code.GRPCCode())
+			// Its gRPC response: envoyauthz's TestServer_EveryPrebuiltDenialDenies.
+			if d.code != c || d.code.HTTPStatus() < 400 {
+				t.Errorf("denial for %q: code %v, status %d", r, d.code, d.code.HTTPStatus())
 			}
 		})
 	}
@@ -206,9 +206,10 @@ func TestReasonCode_UndeclaredReasonDenies(t *testing.T) {
 			if got := ReasonCode(r); got != Unavailable {
 				t.Errorf("ReasonCode(%q) = %v, want unavailable", r, got)
 			}
-			dn := ds.forDecision(&Decision{Code: ReasonCode(r), Reason: r}, true)
-			if dn.code.HTTPStatus() != 503 || dn.grpc.GetStatus().GetCode() != int32(codes.Unavailable) {
-				t.Errorf("denial for %q: status %d, grpc %d", r, dn.code.HTTPStatus(), dn.grpc.GetStatus().GetCode())
+			// The gRPC status: envoyauthz's TestServer_UndeclaredReasonDenies.
+			dn := ds.forDecision(&Decision{Code: ReasonCode(r), Reason: r})
+			if dn.code.HTTPStatus() != 503 {
+				t.Errorf("denial for %q: status %d", r, dn.code.HTTPStatus())
 			}
 		})
 	}
@@ -216,33 +217,28 @@ func TestReasonCode_UndeclaredReasonDenies(t *testing.T) {
 
 // TestCode_ZeroValueDenies proves that a Decision whose code was never set
 // is a denial everywhere a Code is read: the front ends' Allowed test, the
-// client's status, the gRPC status, the JSON body, the metrics.
+// client's status, the JSON body, the metrics (the gRPC status and
+// response: envoyauthz's TestServer_ZeroCodeDenies).
 func TestCode_ZeroValueDenies(t *testing.T) {
 	var d Decision
 	if d.Code == Allowed {
 		t.Fatal("the zero Code is Allowed")
 	}
 	type outcome struct {
-		Name   string
-		HTTP   int
-		GRPC   codes.Code
-		Body   string
-		Denied bool
+		Name string
+		HTTP int
+		Body string
 	}
-	dn := buildDenials().forDecision(&d, true)
+	dn := buildDenials().forDecision(&d)
 	got := outcome{
-		Name:   d.Code.String(),
-		HTTP:   d.Code.HTTPStatus(),
-		GRPC:   d.Code.GRPCCode(),
-		Body:   string(dn.body),
-		Denied: dn.grpc.GetDeniedResponse() != nil && dn.grpc.GetOkResponse() == nil,
+		Name: d.Code.String(),
+		HTTP: d.Code.HTTPStatus(),
+		Body: string(dn.body),
 	}
 	want := outcome{
-		Name:   "unavailable",
-		HTTP:   503,
-		GRPC:   codes.Unavailable,
-		Body:   `{"error":"unavailable","message":"the authorization service is temporarily unavailable"}`,
-		Denied: true,
+		Name: "unavailable",
+		HTTP: 503,
+		Body: `{"error":"unavailable","message":"the authorization service is temporarily unavailable"}`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("zero Code (-want +got):\n%s", diff)

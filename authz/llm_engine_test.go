@@ -207,29 +207,25 @@ func TestEngine_DecideLLM(t *testing.T) {
 func TestDenials_ForDecision(t *testing.T) {
 	ds := buildDenials()
 	plain := &Decision{Code: Forbidden, Reason: ReasonInsufficientPerms}
-	if got := ds.forDecision(plain, true); got != ds.get(ReasonInsufficientPerms) {
+	if got := ds.forDecision(plain); got != ds.get(ReasonInsufficientPerms) {
 		t.Error("a plain denial is not the prebuilt one")
 	}
 	d := &Decision{Code: Forbidden, Reason: ReasonModelNotPermitted, Model: "gpt-4o", Message: `model "gpt-4o" is not permitted`}
-	dn := ds.forDecision(d, true)
+	dn := ds.forDecision(d)
 	if want := `{"error":"forbidden","message":"model \"gpt-4o\" is not permitted"}`; string(dn.body) != want {
 		t.Errorf("body = %s, want %s", dn.body, want)
 	}
-	if got := dn.grpc.GetDynamicMetadata().GetFields()["model"].GetStringValue(); got != "gpt-4o" {
-		t.Errorf("metadata model = %q", got)
-	}
+	// The model in its gRPC metadata: envoyauthz's TestServer_DenialCarriesTheModel.
 	rl := &Decision{Code: RateLimited, Reason: ReasonRateLimited, ResponseHeaders: []Header{
 		{"ratelimit-limit", "3"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"}, {"retry-after", "20"}}}
-	dn = ds.forDecision(rl, false)
+	dn = ds.forDecision(rl)
 	wantH := []Header{{"content-type", "application/json"}, {"ratelimit-limit", "3"}, {"ratelimit-remaining", "0"}, {"ratelimit-reset", "60"}, {"retry-after", "20"}}
 	if diff := cmp.Diff(wantH, dn.headers); diff != "" {
 		t.Errorf("429 headers (-want +got):\n%s", diff)
 	}
-	if dn.grpc != nil {
-		t.Error("gRPC response built for an HTTP denial")
-	}
 	inv := ds.get(ReasonMalformedBody)
-	if inv.code.HTTPStatus() != 400 || inv.code.GRPCCode() != 3 || setsHeader(inv.headers, "www-authenticate") {
-		t.Errorf("invalid_request denial: status %d, grpc %d, headers %v", inv.code.HTTPStatus(), inv.code.GRPCCode(), inv.headers)
+	// Its gRPC status (INVALID_ARGUMENT): envoyauthz's TestStatusCode.
+	if inv.code.HTTPStatus() != 400 || setsHeader(inv.headers, "www-authenticate") {
+		t.Errorf("invalid_request denial: status %d, headers %v", inv.code.HTTPStatus(), inv.headers)
 	}
 }

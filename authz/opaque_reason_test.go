@@ -39,8 +39,8 @@ func TestOpaqueReason(t *testing.T) {
 			if c, ok := reasonCodes[got]; !ok || c != tt.wantCode {
 				t.Errorf("reasonCodes[%s] = %v (%v), want %v", got, c, ok, tt.wantCode)
 			}
-			if m := methodOfReason(got); got != ReasonInternalError && got != ReasonCheckTimeout && m != MethodOpaque {
-				t.Errorf("methodOfReason(%s) = %v, want opaque", got, m)
+			if m := refused(MethodOpaque, got).method; got != ReasonInternalError && got != ReasonCheckTimeout && m != MethodOpaque {
+				t.Errorf("method of refused opaque token (%s) = %v, want opaque", got, m)
 			}
 		})
 	}

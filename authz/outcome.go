@@ -1,7 +1,5 @@
 package authz
 
-import "google.golang.org/grpc/codes"
-
 // Code is the public outcome of a check: "allowed" or one of the error codes
 // of the response table. It is the `outcome` metric label and the `error`
 // field of a denial's JSON body.
@@ -78,25 +76,6 @@ func (c Code) HTTPStatus() int {
 		return 400
 	default:
 		return 503
-	}
-}
-
-// GRPCCode returns the status.code of the CheckResponse for this outcome;
-// UNAVAILABLE for any code it does not know (the zero Code included).
-func (c Code) GRPCCode() codes.Code {
-	switch c {
-	case Allowed:
-		return codes.OK
-	case MissingCredentials, InvalidToken, InvalidAPIKey:
-		return codes.Unauthenticated
-	case Forbidden:
-		return codes.PermissionDenied
-	case RateLimited:
-		return codes.ResourceExhausted
-	case InvalidRequest:
-		return codes.InvalidArgument
-	default:
-		return codes.Unavailable
 	}
 }
 

@@ -35,6 +35,25 @@ type ServerOptions struct {
 	HTTPForwardedHeaders string
 }
 
+// The values of server.http_forwarded_headers: the one family of headers
+// the forward-auth front end (package forwardauth) reads the original request from.
+const (
+	// ForwardedForwarded (the default): x-forwarded-method and
+	// x-forwarded-uri, host from x-forwarded-host (else the check's Host).
+	// nginx/extauthz.conf, Traefik forwardAuth and Caddy forward_auth set
+	// them.
+	ForwardedForwarded = "forwarded"
+	// ForwardedOriginal: x-original-method and x-original-uri, host from
+	// the check's own Host (x-forwarded-host, which hops in front of the
+	// proxy may set, is ignored). nginx's auth_request documentation sets
+	// X-Original-URI; add X-Original-Method and Host $host.
+	ForwardedOriginal = "original"
+	// ForwardedNone: the check request is the original request (method,
+	// Host, and path with server.http_path_prefix removed): Envoy
+	// http_service.
+	ForwardedNone = "none"
+)
+
 // DefaultCheckTimeout is the default per-check deadline.
 const DefaultCheckTimeout = 300 * time.Millisecond
 
@@ -47,19 +66,32 @@ type serverSettings struct {
 	forwarded  string         // ForwardedForwarded, ForwardedOriginal or ForwardedNone
 }
 
-// generation is an Engine with the settings of the same configuration. It
-// is published as one pointer and a check loads it once, so no check sees
-// the settings of one reload with the Engine of another.
-type generation struct {
+// Generation is an Engine with the settings of the same configuration. It
+// is published as one pointer and a check loads it once (Server.Current),
+// so no check sees the settings of one reload with the Engine of another.
+type Generation struct {
 	engine *Engine
 	serverSettings
 }
 
-// Server answers checks with the current Engine over gRPC (Check) and HTTP
-// (ServeHTTP). Swap replaces the Engine atomically: checks in flight finish
-// on the Engine they started with.
+// Engine is the generation's Engine.
+func (g *Generation) Engine() *Engine { return g.engine }
+
+// HTTPPathPrefix is ServerOptions.HTTPPathPrefix without a trailing slash.
+func (g *Generation) HTTPPathPrefix() string { return g.pathPrefix }
+
+// HTTPForwardedHeaders is ServerOptions.HTTPForwardedHeaders: ForwardedForwarded,
+// ForwardedOriginal or ForwardedNone.
+func (g *Generation) HTTPForwardedHeaders() string { return g.forwarded }
+
+// Server answers checks with the current Engine, for the front ends
+// (packages envoyauthz and forwardauth), which translate their transport's
+// request into a Request and the Decision back. Server records one
+// histogram sample, one counter increment and at most one log line per
+// check. Swap replaces the Engine atomically: checks in flight finish on
+// the Engine they started with.
 type Server struct {
-	gen     atomic.Pointer[generation]
+	gen     atomic.Pointer[Generation]
 	logger  *slog.Logger
 	metrics *Metrics
 	deny    *denials
@@ -75,7 +107,7 @@ func NewServer(e *Engine, opts ServerOptions, logger *slog.Logger, m *Metrics) *
 // Swap makes e and opts, together, answer every check that starts from now
 // on.
 func (s *Server) Swap(e *Engine, opts ServerOptions) {
-	g := &generation{engine: e, serverSettings: serverSettings{
+	g := &Generation{engine: e, serverSettings: serverSettings{
 		timeout:    opts.CheckTimeout,
 		sample:     opts.AllowSampleRate,
 		pathPrefix: strings.TrimSuffix(opts.HTTPPathPrefix, "/"),
@@ -101,14 +133,20 @@ func (s *Server) Swap(e *Engine, opts ServerOptions) {
 // Engine returns the Engine currently answering.
 func (s *Server) Engine() *Engine { return s.gen.Load().engine }
 
+// Current returns the generation currently answering. A front end loads it
+// once per check and passes it to DecideOn or Refuse.
+func (s *Server) Current() *Generation { return s.gen.Load() }
+
 // decide runs one check on the current generation.
 func (s *Server) decide(ctx context.Context, t Transport, r *Request, requestID string) Decision {
-	return s.decideOn(ctx, s.gen.Load(), t, r, requestID)
+	return s.DecideOn(ctx, s.gen.Load(), t, r, requestID)
 }
 
-// decideOn runs one check on generation g under its check timeout, turning
-// a panic into a fail-closed denial, and records its metrics and log line.
-func (s *Server) decideOn(ctx context.Context, g *generation, t Transport, r *Request, requestID string) Decision {
+// DecideOn runs one check on generation g under its check timeout, turning
+// a panic into a fail-closed denial, and records its metrics and log line
+// (t is the front end's transport label). It never fails: every error is a
+// denied Decision.
+func (s *Server) DecideOn(ctx context.Context, g *Generation, t Transport, r *Request, requestID string) Decision {
 	start := time.Now()
 	cc := &checkContext{Context: ctx, deadline: start.Add(g.timeout)}
 	d := s.safeDecide(cc, g.engine, r)
@@ -124,6 +162,18 @@ func (s *Server) decideOn(ctx context.Context, g *generation, t Transport, r *Re
 		}
 	} else if g.sample >= 1 || (g.sample > 0 && rand.Float64() < g.sample) {
 		s.logDecision(t, r, requestID, &d, elapsed, 0)
+	}
+	return d
+}
+
+// Refuse records and returns the denial of a check that a front end refuses
+// before the Engine is asked (forwarding headers that cannot be trusted),
+// with reason's code.
+func (s *Server) Refuse(g *Generation, t Transport, r *Request, requestID string, reason Reason) Decision {
+	d := Decision{Code: ReasonCode(reason), Reason: reason}
+	s.metrics.observe(t, d.Method, d.Code, 0)
+	if ok, suppressed := g.denials.allow(sampleKey{transport: t, code: d.Code, reason: d.Reason}, time.Now()); ok {
+		s.logDecision(t, r, requestID, &d, 0, suppressed)
 	}
 	return d
 }

@@ -21,8 +21,10 @@
 // handler.go wires the routes, auth.go authenticates callers (one
 // authenticate-and-deny path for every endpoint), keys.go serves /v1/keys,
 // exchange.go serves /v1/token, mintlimit.go limits minting per caller,
-// respond.go writes answers and audit.go the lifecycle log lines. The package decides no
-// check and does not import go-control-plane. Every key lifecycle event is
+// respond.go writes answers and audit.go the lifecycle log lines. The
+// package decides no check and imports neither gRPC nor go-control-plane:
+// it needs only the engine, which is transport-free
+// (authz.TestImports_TransportFree). Every key lifecycle event is
 // one log line (event, key_id, owner, actor, roles; never the key) and one
 // increment of extauthz_apikey_events_total{event}.
 package keysapi

@@ -19,6 +19,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/forwardauth"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/keysapi"
@@ -139,7 +140,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := &env{t: t, idp: idp, idpB: idpB, store: store, engine: e, api: api, check: srv.HTTP(), logs: logs, reg: reg}
+	en := &env{t: t, idp: idp, idpB: idpB, store: store, engine: e, api: api, check: forwardauth.New(srv), logs: logs, reg: reg}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, errA := v.Verify(ctx, en.jwt("probe", time.Hour))

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/envoyauthz"
+	"github.com/extauthz/extauthz/forwardauth"
 )
 
 // frontEnds are the process's listeners and the servers on them: the gRPC
@@ -73,7 +75,7 @@ func (s *server) openFrontEnds(cfg *config.Config) (fe *frontEnds, err error) {
 		if tlsCfg != nil {
 			fe.httpLis = tls.NewListener(fe.httpLis, tlsCfg.config([]string{"http/1.1"}))
 		}
-		fe.http = clientHTTPServer(s.authz.HTTP(), cfg, s.logger)
+		fe.http = clientHTTPServer(forwardauth.New(s.authz), cfg, s.logger)
 	}
 	if cfg.Listen.Admin != "" {
 		if fe.adminLis, err = listen(cfg.Listen.Admin); err != nil {
@@ -97,7 +99,7 @@ func (s *server) openFrontEnds(cfg *config.Config) (fe *frontEnds, err error) {
 // prebuilt denials from bytes encoded once (docs/PERFORMANCE.md); every
 // other message goes through the standard proto codec.
 func (s *server) newGRPCServer(cfg *config.Config) *grpc.Server {
-	front := s.authz.GRPC()
+	front := envoyauthz.New(s.authz)
 	gs := grpc.NewServer(
 		grpc.ForceServerCodecV2(front.Codec()),
 		grpc.MaxRecvMsgSize(cfg.Server.GRPCMaxRecvBytes),

@@ -1,4 +1,4 @@
-package authz_test
+package envoyauthz_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/forwardauth"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/ratelimit"
@@ -126,7 +127,7 @@ func newLLMServer(t *testing.T, p *llmParts, rc ratelimit.Config) *llmServer {
 	}
 	rm.AddRoutes(e.RateLimitRoutes())
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: 2 * time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(reg))
-	return &llmServer{client: serveBufconn(t, srv), logs: logs, reg: reg, limiter: lim, http: srv.HTTP()}
+	return &llmServer{client: serveBufconn(t, srv), logs: logs, reg: reg, limiter: lim, http: forwardauth.New(srv)}
 }
 
 // chatRequest is a POST /v1/chat/completions check carrying body as Envoy's

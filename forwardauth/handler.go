@@ -1,11 +1,12 @@
-package authz
+package forwardauth
 
 import (
 	"bytes"
 	"io"
 	"net/http"
 	"strings"
-	"time"
+
+	"github.com/extauthz/extauthz/authz"
 )
 
 // ErrorHeader carries the error code of an HTTP-mode denial, for proxies that
@@ -17,25 +18,6 @@ const ErrorHeader = "x-extauthz-error"
 // http_service authorization server lists request headers to remove.
 const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
-// The values of server.http_forwarded_headers: the one family of headers
-// the forward-auth front end reads the original request from.
-const (
-	// ForwardedForwarded (the default): x-forwarded-method and
-	// x-forwarded-uri, host from x-forwarded-host (else the check's Host).
-	// nginx/extauthz.conf, Traefik forwardAuth and Caddy forward_auth set
-	// them.
-	ForwardedForwarded = "forwarded"
-	// ForwardedOriginal: x-original-method and x-original-uri, host from
-	// the check's own Host (x-forwarded-host, which hops in front of the
-	// proxy may set, is ignored). nginx's auth_request documentation sets
-	// X-Original-URI; add X-Original-Method and Host $host.
-	ForwardedOriginal = "original"
-	// ForwardedNone: the check request is the original request (method,
-	// Host, and path with server.http_path_prefix removed): Envoy
-	// http_service.
-	ForwardedNone = "none"
-)
-
 // The method and URI headers of each family. A check carrying one of the
 // family not trusted is refused: the proxy did not set it, so the client
 // did. x-original-url (ingress-nginx, IIS rewrite) counts as the original
@@ -46,19 +28,23 @@ var (
 	originalFamily  = []string{"X-Original-Method", "X-Original-Uri", "X-Original-Url"}
 )
 
-// HTTP returns the forward-auth front end of s: Envoy http_service, nginx
+// Handler is the forward-auth front end of an authz.Server.
+type Handler struct{ s *authz.Server }
+
+// New returns the forward-auth front end of s: Envoy http_service, nginx
 // auth_request, Traefik forwardAuth and Caddy forward_auth. The original
 // method, URI and host come from exactly one family of headers, the one
-// server.http_forwarded_headers names (see ForwardedForwarded,
-// ForwardedOriginal, ForwardedNone); a check that lacks the trusted method
-// or URI header, repeats one, or carries a header of another family is
-// refused (400 invalid_request) without consulting the Engine. The listener
-// must be reachable by the proxy only: it trusts those headers.
-func (s *Server) HTTP() http.Handler { return httpHandler{s} }
+// server.http_forwarded_headers names (see authz.ForwardedForwarded,
+// authz.ForwardedOriginal, authz.ForwardedNone); a check that lacks the
+// trusted method or URI header, repeats one, or carries a header of another
+// family is refused (400 invalid_request) without consulting the Engine.
+// The listener must be reachable by the proxy only: it trusts those
+// headers.
+func New(s *authz.Server) *Handler { return &Handler{s} }
 
-type httpHandler struct{ s *Server }
-
-func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+// ServeHTTP answers one check: 200 with the identity headers, or the
+// denial's status, headers and body.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	headers := make(map[string]string, len(hr.Header))
 	for k, vs := range hr.Header {
 		if len(vs) == 0 {
@@ -70,14 +56,14 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		}
 		headers[strings.ToLower(k)] = v
 	}
-	r := Request{Headers: headers}
-	g := h.s.gen.Load() // one generation for the whole check
-	var refused Reason
-	switch g.forwarded {
-	case ForwardedNone:
+	r := authz.Request{Headers: headers}
+	g := h.s.Current() // one generation for the whole check
+	var refused authz.Reason
+	switch g.HTTPForwardedHeaders() {
+	case authz.ForwardedNone:
 		refused = carriesAny(hr.Header, forwardedFamily, originalFamily)
-		r.Method, r.Host, r.Path = hr.Method, hr.Host, checkRequestPath(hr, g.pathPrefix)
-	case ForwardedOriginal:
+		r.Method, r.Host, r.Path = hr.Method, hr.Host, checkRequestPath(hr, g.HTTPPathPrefix())
+	case authz.ForwardedOriginal:
 		r.Method, r.Path, refused = trustedFamily(hr.Header, "X-Original-Method", "X-Original-Uri", forwardedFamily)
 		r.Host = hr.Host
 	default:
@@ -85,7 +71,7 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		r.Host = hr.Host
 		switch hosts := hr.Header.Values("X-Forwarded-Host"); {
 		case len(hosts) > 1:
-			refused = ReasonUntrustedForwardingHeader
+			refused = authz.ReasonUntrustedForwardingHeader
 		case len(hosts) == 1 && hosts[0] != "":
 			r.Host = hosts[0]
 		}
@@ -99,13 +85,13 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	}
 	delete(headers, "x-forwarded-host")
 	if refused != "" {
-		h.write(w, h.s.refuse(g, TransportHTTP, &r, headers["x-request-id"], refused))
+		h.write(w, h.s.Refuse(g, authz.TransportHTTP, &r, headers["x-request-id"], refused))
 		return
 	}
 	// The body (Envoy http_service with_request_body), only when some
 	// route reads it, and at most one byte more than the LLM policy
 	// parses, so that a larger body is refused as too large.
-	if e := g.engine; e.NeedsBody() && hr.Body != nil && hr.Body != http.NoBody {
+	if e := g.Engine(); e.NeedsBody() && hr.Body != nil && hr.Body != http.NoBody {
 		var buf bytes.Buffer
 		if _, err := buf.ReadFrom(io.LimitReader(hr.Body, int64(e.LLMMaxBodyBytes())+1)); err == nil {
 			r.Body = buf.Bytes()
@@ -113,16 +99,16 @@ func (h httpHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 			// A body that could not be read whole is a partial body:
 			// the LLM policy refuses it on routes that read it.
 			r.Body = buf.Bytes()
-			headers[PartialBodyHeader] = "true"
+			headers[authz.PartialBodyHeader] = "true"
 		}
 	}
-	h.write(w, h.s.decideOn(hr.Context(), g, TransportHTTP, &r, headers["x-request-id"]))
+	h.write(w, h.s.DecideOn(hr.Context(), g, authz.TransportHTTP, &r, headers["x-request-id"]))
 }
 
 // write answers the check with d.
-func (h httpHandler) write(w http.ResponseWriter, d Decision) {
+func (h *Handler) write(w http.ResponseWriter, d authz.Decision) {
 	out := w.Header()
-	if d.Code == Allowed {
+	if d.Code == authz.Allowed {
 		for _, x := range d.Set {
 			out[http.CanonicalHeaderKey(x.Name)] = []string{x.Value}
 		}
@@ -137,41 +123,41 @@ func (h httpHandler) write(w http.ResponseWriter, d Decision) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	dn := h.s.deny.forDecision(&d, false)
-	for _, x := range dn.headers {
+	dn := h.s.DenialFor(&d)
+	for _, x := range dn.Headers() {
 		out.Set(x.Name, x.Value)
 	}
-	out.Set(ErrorHeader, dn.code.String())
+	out.Set(ErrorHeader, dn.Code().String())
 	out.Set("cache-control", "no-store")
-	w.WriteHeader(dn.code.HTTPStatus())
-	_, _ = w.Write(dn.body)
+	w.WriteHeader(dn.Code().HTTPStatus())
+	_, _ = w.Write(dn.Body())
 }
 
 // trustedFamily returns the original method and URI from the trusted
 // family's headers, or the reason the check is refused: one of them is
 // missing, empty or repeated, or a header of the untrusted family is
 // present.
-func trustedFamily(h http.Header, methodName, uriName string, untrusted []string) (method, uri string, refused Reason) {
+func trustedFamily(h http.Header, methodName, uriName string, untrusted []string) (method, uri string, refused authz.Reason) {
 	if r := carriesAny(h, untrusted); r != "" {
 		return "", "", r
 	}
 	ms, us := h.Values(methodName), h.Values(uriName)
 	switch {
 	case len(ms) > 1 || len(us) > 1:
-		return "", "", ReasonUntrustedForwardingHeader
+		return "", "", authz.ReasonUntrustedForwardingHeader
 	case len(ms) == 0 || len(us) == 0 || ms[0] == "" || us[0] == "":
-		return "", "", ReasonMissingForwardingHeader
+		return "", "", authz.ReasonMissingForwardingHeader
 	}
 	return ms[0], us[0], ""
 }
 
 // carriesAny returns ReasonUntrustedForwardingHeader when h holds one of the
 // named (canonical) headers, even empty.
-func carriesAny(h http.Header, families ...[]string) Reason {
+func carriesAny(h http.Header, families ...[]string) authz.Reason {
 	for _, names := range families {
 		for _, n := range names {
 			if _, ok := h[n]; ok {
-				return ReasonUntrustedForwardingHeader
+				return authz.ReasonUntrustedForwardingHeader
 			}
 		}
 	}
@@ -202,13 +188,14 @@ func checkRequestPath(hr *http.Request, prefix string) string {
 	return p
 }
 
-// refuse records and returns the denial of a check that a front end refuses
-// before the Engine is asked (forwarding headers that cannot be trusted).
-func (s *Server) refuse(g *generation, t Transport, r *Request, requestID string, reason Reason) Decision {
-	d := Decision{Code: ReasonCode(reason), Reason: reason}
-	s.metrics.observe(t, d.Method, d.Code, 0)
-	if ok, suppressed := g.denials.allow(sampleKey{transport: t, code: d.Code, reason: d.Reason}, time.Now()); ok {
-		s.logDecision(t, r, requestID, &d, 0, suppressed)
+// hasPathPrefix reports whether p equals prefix or lies below it on a path
+// segment boundary (as the engine matches route prefixes).
+func hasPathPrefix(p, prefix string) bool {
+	if prefix == "/" {
+		return true
 	}
-	return d
+	if !strings.HasPrefix(p, prefix) {
+		return false
+	}
+	return len(p) == len(prefix) || p[len(prefix)] == '/'
 }

@@ -1,4 +1,4 @@
-package authz_test
+package envoyauthz_test
 
 import (
 	"bytes"
@@ -27,6 +27,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/envoyauthz"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/rolemap"
@@ -334,7 +335,7 @@ func serveBufconn(t *testing.T, srv *authz.Server) authv3.AuthorizationClient {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv.GRPC())
+	authv3.RegisterAuthorizationServer(gs, envoyauthz.New(srv))
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",

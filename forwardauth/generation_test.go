@@ -1,4 +1,4 @@
-package authz
+package forwardauth_test
 
 import (
 	"context"
@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/authztest"
+	"github.com/extauthz/extauthz/forwardauth"
 	"github.com/extauthz/extauthz/rolemap"
 )
 
@@ -45,18 +50,18 @@ func (c *routeLogCounter) count(route string) int {
 
 // publicEngine answers every path under prefix with an allow on the public
 // route name.
-func publicEngine(t *testing.T, name, prefix string) *Engine {
+func publicEngine(t *testing.T, name, prefix string) *authz.Engine {
 	t.Helper()
-	mapper, err := rolemap.New(testMapping, testRoles)
+	mapper, err := rolemap.New(authztest.Mapping, authztest.Roles)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewEngine(Config{
-		Routes:       []Route{{Name: name, Match: Match{PathPrefix: prefix}, Public: true}},
-		DefaultRoute: DefaultRouteDeny,
-		Headers:      DefaultHeaders(),
+	e, err := authz.NewEngine(authz.Config{
+		Routes:       []authz.Route{{Name: name, Match: authz.Match{PathPrefix: prefix}, Public: true}},
+		DefaultRoute: authz.DefaultRouteDeny,
+		Headers:      authz.DefaultHeaders(),
 		APIKeyPrefix: "ek",
-	}, Deps{Mapper: mapper})
+	}, authz.Deps{Mapper: mapper})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,33 +84,33 @@ func TestServer_CheckSeesOneGeneration(t *testing.T) {
 	engB := publicEngine(t, "b", "/pa/x")
 	// A logs every allow, B none: an allow on route a that is not logged,
 	// or a log line for route b, is a mix.
-	optsA := ServerOptions{HTTPPathPrefix: "/pa", HTTPForwardedHeaders: ForwardedNone, AllowSampleRate: 1}
-	optsB := ServerOptions{HTTPPathPrefix: "/pb", HTTPForwardedHeaders: ForwardedNone, AllowSampleRate: 0}
+	optsA := authz.ServerOptions{HTTPPathPrefix: "/pa", HTTPForwardedHeaders: authz.ForwardedNone, AllowSampleRate: 1}
+	optsB := authz.ServerOptions{HTTPPathPrefix: "/pb", HTTPForwardedHeaders: authz.ForwardedNone, AllowSampleRate: 0}
 
 	tests := []struct {
 		name string
 		// check runs one check and reports whether it saw one generation.
-		check func(s *Server, logs *routeLogCounter, allowedA *atomic.Int64) bool
+		check func(s *authz.Server, logs *routeLogCounter, allowedA *atomic.Int64) bool
 		// final reports a mix found after the run (from the log counts).
 		final func(logs *routeLogCounter, allowedA int64) string
 	}{
 		{
 			name: "http path prefix and routes",
-			check: func(s *Server, _ *routeLogCounter, _ *atomic.Int64) bool {
+			check: func(s *authz.Server, _ *routeLogCounter, _ *atomic.Int64) bool {
 				w := httptest.NewRecorder()
-				s.HTTP().ServeHTTP(w, httptest.NewRequest("GET", "/pa/x", nil))
+				forwardauth.New(s).ServeHTTP(w, httptest.NewRequest("GET", "/pa/x", nil))
 				return w.Code == http.StatusOK
 			},
 		},
 		{
 			name: "allow log sample rate and routes",
-			check: func(s *Server, _ *routeLogCounter, allowedA *atomic.Int64) bool {
+			check: func(s *authz.Server, _ *routeLogCounter, allowedA *atomic.Int64) bool {
 				// /x is allowed by A only, /pa/x by B only.
 				path := "/x"
 				if rand.IntN(2) == 1 {
 					path = "/pa/x"
 				}
-				d := s.decide(context.Background(), TransportGRPC, &Request{Method: "GET", Host: "llm.test", Path: path}, "")
+				d := s.DecideOn(context.Background(), s.Current(), authz.TransportGRPC, &authz.Request{Method: "GET", Host: "llm.test", Path: path}, "")
 				if d.Route == "a" {
 					allowedA.Add(1)
 				}
@@ -125,7 +130,7 @@ func TestServer_CheckSeesOneGeneration(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &routeLogCounter{counts: map[string]int{}}
-			s := NewServer(engA, optsA, slog.New(logs), NewMetrics(newRegistry()))
+			s := authz.NewServer(engA, optsA, slog.New(logs), authz.NewMetrics(prometheus.NewRegistry()))
 			var (
 				stop     atomic.Bool
 				mixed    atomic.Int64
