@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/envoyauthz"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/rolemap"
@@ -43,7 +43,7 @@ type stack struct {
 	store  *apikeys.Store
 	server *authz.Server
 	client authv3.AuthorizationClient
-	logs   *bytes.Buffer
+	logs   *logtest.Buffer
 }
 
 var policy = struct {
@@ -74,8 +74,8 @@ func newStack(t *testing.T, keys apikeys.Config) *stack {
 	dead.Close() // nothing listens there any more
 
 	reg := prometheus.NewRegistry()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	jcfg := jwks.DefaultConfig()
 	jcfg.Providers = []jwks.ProviderConfig{
 		{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL(), ClaimsToHeaders: map[string]string{"email": "x-auth-email"}},
@@ -123,20 +123,6 @@ func newStack(t *testing.T, keys apikeys.Config) *stack {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return &stack{idp: idp, down: "https://down.test", store: store, server: srv, client: client, logs: logs}
-}
-
-type lockedWriter struct {
-	mu chan struct{}
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	if l.mu == nil {
-		l.mu = make(chan struct{}, 1)
-	}
-	l.mu <- struct{}{}
-	defer func() { <-l.mu }()
-	return l.w.Write(p)
 }
 
 // sign returns a token from the IdP's RS256 key with sane defaults that

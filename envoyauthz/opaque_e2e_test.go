@@ -1,7 +1,6 @@
 package envoyauthz_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/rolemap"
 )
@@ -55,8 +55,8 @@ func TestCheck_OpaqueTokenGolden(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	ic, err := introspect.New(ctx, introspect.Config{Endpoint: idp.URL + "/oauth2/introspect", ClientID: "extauthz", ClientSecretFile: secretFile, Timeout: 200 * time.Millisecond},
 		introspect.Deps{Logger: logger, Metrics: introspect.NewMetrics(reg)})
 	if err != nil {

@@ -1,7 +1,6 @@
 package envoyauthz_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/introspect"
 	"github.com/extauthz/extauthz/rolemap"
 )
@@ -60,8 +60,8 @@ func TestCheck_OpaqueFloodIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: make(chan struct{}, 1), w: logs}, nil))
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	ic, err := introspect.New(ctx, introspect.Config{
 		Endpoint: idp.URL + "/oauth2/introspect", ClientID: "extauthz", ClientSecretFile: secretFile, Timeout: time.Second,
 		MaxRequestsPerSecond: rate, MaxRequestsBurst: burst, MaxConcurrent: 32, // no busy refusals here: only the rate bound

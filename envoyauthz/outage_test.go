@@ -1,7 +1,6 @@
 package envoyauthz_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"hash/crc32"
@@ -21,6 +20,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/rolemap"
@@ -35,15 +35,15 @@ type drill struct {
 	server *authz.Server
 	client authv3.AuthorizationClient
 	reg    *prometheus.Registry
-	logs   *bytes.Buffer
+	logs   *logtest.Buffer
 }
 
 func newDrill(t *testing.T, keys apikeys.Config) *drill {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	d := &drill{idp: jwkstest.NewServer(t), reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: d.logs}, nil))
+	d := &drill{idp: jwkstest.NewServer(t), reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(d.logs, nil))
 	jcfg := jwks.DefaultConfig()
 	jcfg.Providers = []jwks.ProviderConfig{{Name: "idp", Issuer: d.idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: d.idp.JWKSURL()}}
 	jcfg.Providers[0].ApplyDefaults()

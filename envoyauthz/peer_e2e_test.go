@@ -1,7 +1,6 @@
 package envoyauthz_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/extauthz/extauthz/apikeys"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/rolemap"
 )
 
@@ -31,8 +31,8 @@ func TestCheck_PeerIdentityGolden(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	store, err := apikeys.New(ctx, apikeys.DefaultConfig(), apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package envoyauthz_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/forwardauth"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/ratelimit"
@@ -96,7 +96,7 @@ func newLLMParts(t *testing.T) *llmParts {
 // llmServer is one extauthz replica over bufconn with its own Limiter.
 type llmServer struct {
 	client  authv3.AuthorizationClient
-	logs    *bytes.Buffer
+	logs    *logtest.Buffer
 	reg     *prometheus.Registry
 	limiter *ratelimit.Limiter
 	http    http.Handler
@@ -105,8 +105,8 @@ type llmServer struct {
 func newLLMServer(t *testing.T, p *llmParts, rc ratelimit.Config) *llmServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	rm := ratelimit.NewMetrics(reg, nil)
 	lim, err := ratelimit.New(context.Background(), rc, ratelimit.Deps{Logger: logger, Metrics: rm})
 	if err != nil {

@@ -1,7 +1,6 @@
 package keysapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/apikeys/apikeystest"
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/forwardauth"
+	"github.com/extauthz/extauthz/internal/logtest"
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/jwks/jwkstest"
 	"github.com/extauthz/extauthz/keysapi"
@@ -52,24 +51,6 @@ var (
 	}
 )
 
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type env struct {
 	t      *testing.T
 	idp    *jwkstest.Server
@@ -78,7 +59,7 @@ type env struct {
 	engine *authz.Engine
 	api    http.Handler
 	check  http.Handler
-	logs   *lockedBuffer
+	logs   *logtest.Buffer
 	reg    *prometheus.Registry
 }
 
@@ -121,7 +102,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 		t.Fatal(err)
 	}
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: 2 * time.Second}, quiet, authz.NewMetrics(prometheus.NewRegistry()))
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	reg := prometheus.NewRegistry()
 	cfg := keysapi.DefaultConfig()
 	cfg.Exchange = testExchange
