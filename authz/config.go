@@ -275,18 +275,10 @@ func validHeaderPrefix(p string) bool {
 // ValidHeaderName reports whether name is a lower-case HTTP header name that
 // extauthz may set upstream.
 func ValidHeaderName(name string) bool {
-	if name == "" || name != strings.ToLower(name) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if !isTokenChar(name[i]) {
-			return false
-		}
-	}
 	// Hop-by-hop, credential, framing and routing headers, x-envoy-* and
 	// x-extauthz-*, in any spelling: one list for claims_to_headers and
 	// every other configured header name.
-	return jwks.ReservedHeader(name) == ""
+	return jwks.ValidHeaderToken(name) && jwks.ReservedHeader(name) == ""
 }
 
 func isTokenChar(c byte) bool {

@@ -3,11 +3,12 @@ package introspect
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/jwks"
 )
 
 // Defaults for the zero values of Config.
@@ -199,18 +200,10 @@ func checkEndpoint(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if jwks.IsLoopback(u.Hostname()) {
 			return nil
 		}
 		return errors.New("must use https (http is accepted only on a loopback address, for tests)")
 	}
 	return errors.New("must use https")
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

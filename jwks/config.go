@@ -334,7 +334,7 @@ func (c Config) Validate(path string) error {
 				padd(path, "%v", err)
 			}
 			switch why := ReservedHeader(header); {
-			case !validHeaderName(header):
+			case !ValidHeaderToken(header):
 				padd(path, "header name %q must be a lower-case HTTP token (a-z, 0-9, and !#$%%&'*+-.^_`|~)", header)
 			case why != "":
 				padd(path, "header %q %s; choose another name, e.g. %s", header, why, claimHeaderExample(claim))
@@ -393,13 +393,16 @@ func checkFetchURL(raw string) error {
 	if u.User != nil {
 		return errors.New("must not contain credentials")
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
 		return errors.New("must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
 	}
 	return nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (a URL's Hostname) is "localhost" or a
+// loopback IP address: the only hosts a fetch or introspection URL may reach
+// over plain http.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -424,22 +427,6 @@ func validName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
 			return false
 		}
 	}

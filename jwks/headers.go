@@ -75,3 +75,22 @@ func claimHeaderExample(claim string) string {
 	}
 	return "x-auth-" + s
 }
+
+// ValidHeaderToken reports whether s is a non-empty lower-case HTTP token
+// (RFC 9110 5.6.2): a-z, 0-9 and !#$%&'*+-.^_`|~. It does not check
+// ReservedHeader.
+func ValidHeaderToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
