@@ -44,9 +44,6 @@ func (e *Engine) Permits(roles []string, perm string) bool {
 	return e.mapper.Permits(roles, []string{perm})
 }
 
-// KnownRole reports whether role is defined under roles.
-func (e *Engine) KnownRole(role string) bool { return e.mapper.Known(role) }
-
 // Denial returns what a check sends the client when it refuses for reason
 // r: the HTTP status, the headers (content-type, www-authenticate,
 // retry-after) and the JSON body of the response table.

@@ -9,7 +9,8 @@
 // identity (peer_identity, used only when no credential is presented), the
 // mapping of authentication errors to the public error codes of the
 // response table, the LLM request policy and rate limits, and the identity
-// headers injected upstream. It does not verify signatures or talk to Redis
+// headers injected upstream (derived once per verified credential and kept
+// in a bounded per-Engine cache). It does not verify signatures or talk to Redis
 // itself: it depends on small interfaces that the jwks, apikeys,
 // introspect and ratelimit packages satisfy.
 //

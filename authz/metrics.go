@@ -11,9 +11,9 @@ type Metrics struct {
 	duration [numTransports][numCodes]prometheus.Observer
 }
 
-// DurationBuckets are the check-duration histogram buckets, in seconds: from
+// durationBuckets are the check-duration histogram buckets, in seconds: from
 // 0.25 ms, where a cached check lands, to 1 s, beyond any sane Envoy timeout.
-var DurationBuckets = []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+var durationBuckets = []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 
 // NewMetrics registers extauthz_check_requests_total{transport,method,outcome}
 // and extauthz_check_duration_seconds{transport,outcome} on reg, with every
@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "extauthz_check_duration_seconds",
 		Help:    "Time to answer an authorization check, from request decoded to response built, by transport and outcome.",
-		Buckets: DurationBuckets,
+		Buckets: durationBuckets,
 	}, []string{"transport", "outcome"})
 	reg.MustRegister(req, dur)
 	m := &Metrics{}
