@@ -17,7 +17,7 @@ func BenchmarkStore_Lookup(b *testing.B) {
 	uncachedCfg := redisConfig(url)
 	uncachedCfg.CacheTTL, uncachedCfg.NegativeCacheTTL = 0, 0
 	uncached := newStore(b, uncachedCfg)
-	embedded := newStore(b, DefaultConfig())
+	embedded := newStore(b, Default())
 
 	key, _, err := cached.Create(ctx, CreateOptions{Owner: "alice", Groups: []string{"eng"}, Roles: []string{"developer"}})
 	if err != nil {

@@ -26,7 +26,7 @@ const (
 )
 
 // Config is the `api_keys:` section of the configuration file. It is decoded
-// strictly by the config package; start from DefaultConfig.
+// strictly by the config package; start from Default.
 type Config struct {
 	// Prefix starts every key: keys look like <prefix>_<random><checksum>.
 	// 1 to 16 ASCII letters or digits; default "ek". Changing it invalidates
@@ -55,9 +55,9 @@ type Config struct {
 // that redisconn owns, shared with rate_limits.redis.
 type RedisConfig = redisconn.Config
 
-// DefaultConfig returns the defaults: prefix "ek", a 30s positive and 5s
+// Default returns the defaults: prefix "ek", a 30s positive and 5s
 // negative cache of 100000 entries each, and the embedded store.
-func DefaultConfig() Config {
+func Default() Config {
 	return Config{
 		Prefix:           DefaultPrefix,
 		CacheTTL:         DefaultCacheTTL,

@@ -11,13 +11,13 @@ import (
 
 func TestConfig_Validate(t *testing.T) {
 	redisCfg := func(f func(*RedisConfig)) Config {
-		c := DefaultConfig()
+		c := Default()
 		c.Redis = &RedisConfig{Addrs: []string{"redis:6379"}}
 		f(c.Redis)
 		return c
 	}
 	cfg := func(f func(*Config)) Config {
-		c := DefaultConfig()
+		c := Default()
 		f(&c)
 		return c
 	}
@@ -26,7 +26,7 @@ func TestConfig_Validate(t *testing.T) {
 		cfg  Config
 		want []string // one line per problem; nil means valid
 	}{
-		{"defaults (embedded)", DefaultConfig(), nil},
+		{"defaults (embedded)", Default(), nil},
 		{"embedded with file", cfg(func(c *Config) { c.File = "/tmp/keys.json" }), nil},
 		{"standalone", redisCfg(func(r *RedisConfig) {}), nil},
 		{"unix socket path", redisCfg(func(r *RedisConfig) { r.Addrs = []string{"/run/redis.sock"} }), nil},
@@ -102,13 +102,13 @@ redis:
   timeout: 250ms
   password_file: /etc/redis/pw
 `
-	got := DefaultConfig()
+	got := Default()
 	dec := yaml.NewDecoder(strings.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&got); err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	want.Prefix, want.CacheTTL = "sk", time.Minute
 	want.Redis = &RedisConfig{Addrs: []string{"unix:///run/redis.sock"}, Timeout: 250 * time.Millisecond, PasswordFile: "/etc/redis/pw"}
 	if diff := cmp.Diff(want, got); diff != "" {

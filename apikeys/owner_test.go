@@ -113,11 +113,11 @@ func TestStore_OwnerNamespaces(t *testing.T) {
 		testOwnerNamespaces(t, newStore(t, redisConfig(url)), newStore(t, redisConfig(url)))
 	})
 	t.Run("embedded", func(t *testing.T) {
-		s := newStore(t, DefaultConfig())
+		s := newStore(t, Default())
 		testOwnerNamespaces(t, s, s)
 	})
 	t.Run("embedded file", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		testOwnerNamespaces(t, newStore(t, cfg), newStore(t, cfg))
 	})

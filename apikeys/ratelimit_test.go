@@ -135,7 +135,7 @@ func TestCreateOptions_RateLimitRange(t *testing.T) {
 // nil for keys without one.
 func TestStore_RateLimitRoundTrip(t *testing.T) {
 	embeddedFile := func(t *testing.T) Config {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		return cfg
 	}
@@ -146,7 +146,7 @@ func TestStore_RateLimitRoundTrip(t *testing.T) {
 		{"redis", func(t *testing.T) Config { return redisConfig(apikeystest.StartRedis(t)) }},
 		{"redis cluster", func(t *testing.T) Config { return redisConfig(apikeystest.StartCluster(t)...) }},
 		{"embedded file", embeddedFile},
-		{"embedded in memory", func(*testing.T) Config { return DefaultConfig() }},
+		{"embedded in memory", func(*testing.T) Config { return Default() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,7 +225,7 @@ func TestStore_RateLimitStoredForm(t *testing.T) {
 		}
 	})
 	t.Run("embedded file", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		if _, _, err := newStore(t, cfg).Create(ctx, CreateOptions{Owner: "alice", RateLimit: rl}); err != nil {
 			t.Fatal(err)
@@ -307,7 +307,7 @@ func TestStore_RecordWithoutRateLimit(t *testing.T) {
 	})
 	t.Run("embedded file", func(t *testing.T) {
 		key := mustKey(t, "ek")
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		old := `{"version":1,"keys":[{"id":"key_o1d000000000","hash":"` + hexHash(hashKey(key)) +
 			`","owner":"old-timer","created_at":"2025-01-01T00:00:00Z"}]}`
@@ -455,7 +455,7 @@ func TestStore_EmbeddedFileCorruptRateLimit(t *testing.T) {
 	}
 	for _, tt := range bad {
 		t.Run("refused at startup: "+tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := Default()
 			cfg.File = filepath.Join(t.TempDir(), "keys.json")
 			if err := os.WriteFile(cfg.File, []byte(file(tt.value)), 0o600); err != nil {
 				t.Fatal(err)
@@ -472,7 +472,7 @@ func TestStore_EmbeddedFileCorruptRateLimit(t *testing.T) {
 	}
 
 	t.Run("broken on reload: the loaded limit stays in force", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		if err := os.WriteFile(cfg.File, []byte(file(`{"requests":10,"per":"1m"}`)), 0o600); err != nil {
 			t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 const testTimeout = 500 * time.Millisecond
 
 func redisConfig(addrs ...string) Config {
-	cfg := DefaultConfig()
+	cfg := Default()
 	cfg.Redis = &RedisConfig{Addrs: addrs, Timeout: testTimeout}
 	return cfg
 }
@@ -244,14 +244,14 @@ func TestStore_Lifecycle(t *testing.T) {
 		testLifecycle(t, newStore(t, cfg), newStore(t, cfg))
 	})
 	t.Run("embedded", func(t *testing.T) {
-		s := newStore(t, DefaultConfig())
+		s := newStore(t, Default())
 		if !s.Embedded() {
 			t.Fatal("Embedded() = false without a redis section")
 		}
 		testLifecycle(t, s, s)
 	})
 	t.Run("embedded file", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := Default()
 		cfg.File = filepath.Join(t.TempDir(), "keys.json")
 		testLifecycle(t, newStore(t, cfg), newStore(t, cfg))
 	})
@@ -615,7 +615,7 @@ func TestStore_Events(t *testing.T) {
 }
 
 func TestStore_EmbeddedFileSharedBetweenProcesses(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := Default()
 	cfg.File = filepath.Join(t.TempDir(), "keys.json")
 	ctx := context.Background()
 	server := newStore(t, cfg) // stands for `make run`
@@ -681,7 +681,7 @@ func TestNew_EmbeddedFileErrors(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := Default()
 			cfg.File = filepath.Join(dir, strconv.Itoa(i)+".json")
 			if err := os.WriteFile(cfg.File, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
@@ -692,7 +692,7 @@ func TestNew_EmbeddedFileErrors(t *testing.T) {
 			}
 		})
 	}
-	cfg := DefaultConfig()
+	cfg := Default()
 	cfg.File = filepath.Join(dir, "missing.json")
 	s := newStore(t, cfg)
 	if l, err := s.List(context.Background(), ""); err != nil || len(l) != 0 {

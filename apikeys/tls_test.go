@@ -126,7 +126,7 @@ func TestStore_RedisTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := apikeys.DefaultConfig()
+			cfg := apikeys.Default()
 			cfg.Redis = &apikeys.RedisConfig{Addrs: []string{addr}, TLS: tc.tls, CAFile: tc.caFile, Timeout: 500 * time.Millisecond}
 			s, err := apikeys.New(ctx, cfg, apikeys.Deps{})
 			if err != nil {

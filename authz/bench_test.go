@@ -62,7 +62,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	idp := jwkstest.NewServer(b)
 
 	verifier := func(cache bool) *jwks.Verifier {
-		cfg := jwks.DefaultConfig()
+		cfg := jwks.Default()
 		cfg.Cache.Disabled = !cache
 		cfg.Providers = []jwks.ProviderConfig{{
 			Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL(),
@@ -78,7 +78,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		}
 		return v
 	}
-	store, err := apikeys.New(ctx, apikeys.DefaultConfig(), apikeys.Deps{Logger: logger, Metrics: am})
+	store, err := apikeys.New(ctx, apikeys.Default(), apikeys.Deps{Logger: logger, Metrics: am})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func envoyRequest(credHeader, cred string) *Request {
 // (skipping without one) with a key for alice, cached or not.
 func (env *benchEnv) redisStore(b *testing.B, url string, cache bool) *apikeys.Store {
 	b.Helper()
-	cfg := apikeys.DefaultConfig()
+	cfg := apikeys.Default()
 	cfg.Redis = &apikeys.RedisConfig{Addrs: []string{url}}
 	if !cache {
 		cfg.CacheTTL, cfg.NegativeCacheTTL = 0, 0

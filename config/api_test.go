@@ -68,7 +68,7 @@ func TestLoad_APIDefaultsAndValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(keysapi.DefaultConfig(), def.API); diff != "" || def.Listen.API != "" {
+	if diff := cmp.Diff(keysapi.Default(), def.API); diff != "" || def.Listen.API != "" {
 		t.Errorf("without an api section (-want +got):\n%s listen.api=%q", diff, def.Listen.API)
 	}
 }

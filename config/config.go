@@ -46,11 +46,11 @@ func Default() Config {
 		Listen:       defaultListen(),
 		Server:       defaultServer(),
 		Log:          defaultLog(),
-		JWT:          jwks.DefaultConfig(),
-		APIKeys:      apikeys.DefaultConfig(),
+		JWT:          jwks.Default(),
+		APIKeys:      apikeys.Default(),
 		DefaultRoute: authz.DefaultRouteDeny,
 		Headers:      authz.DefaultHeaders(),
-		API:          keysapi.DefaultConfig(),
+		API:          keysapi.Default(),
 	}
 }
 

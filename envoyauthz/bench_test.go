@@ -31,7 +31,7 @@ func benchEngine(b *testing.B) (*authz.Engine, string) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	idp := jwkstest.NewServer(b)
-	cfg := jwks.DefaultConfig()
+	cfg := jwks.Default()
 	cfg.Providers = []jwks.ProviderConfig{{
 		Name: "corp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL(),
 		ClaimsToHeaders: map[string]string{"email": "x-auth-email"},
@@ -44,7 +44,7 @@ func benchEngine(b *testing.B) (*authz.Engine, string) {
 	if !v.Ready() {
 		b.Fatal("the JWKS did not load")
 	}
-	store, err := apikeys.New(ctx, apikeys.DefaultConfig(), apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(reg)})
+	store, err := apikeys.New(ctx, apikeys.Default(), apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(reg)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func newStack(t *testing.T, keys apikeys.Config) *stack {
 	reg := prometheus.NewRegistry()
 	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	jcfg := jwks.DefaultConfig()
+	jcfg := jwks.Default()
 	jcfg.Providers = []jwks.ProviderConfig{
 		{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL(), ClaimsToHeaders: map[string]string{"email": "x-auth-email"}},
 		{Name: "down", Issuer: "https://down.test", Audiences: []string{"llm-gateway"}, JWKSURL: deadURL + "/jwks.json"},
@@ -194,7 +194,7 @@ func golden(t *testing.T, name string, resp *authv3.CheckResponse, replace map[s
 // TestCheck_Golden runs one Check per row of the response table over a real
 // gRPC connection and compares the whole CheckResponse with a golden file.
 func TestCheck_Golden(t *testing.T) {
-	keys := apikeys.DefaultConfig()
+	keys := apikeys.Default()
 	st := newStack(t, keys)
 	ctx := context.Background()
 	secret, rec, err := st.store.Create(ctx, apikeys.CreateOptions{Owner: "carol", Groups: []string{"eng"}, Description: "golden"})
@@ -266,7 +266,7 @@ func TestCheck_Golden(t *testing.T) {
 // with 503, and everything recovers when Redis returns.
 func TestCheck_RedisOutage(t *testing.T) {
 	redis := apikeystest.StartServer(t)
-	keys := apikeys.DefaultConfig()
+	keys := apikeys.Default()
 	keys.Redis = &apikeys.RedisConfig{Addrs: []string{redis.URL()}, Timeout: 100 * time.Millisecond}
 	st := newStack(t, keys)
 	ctx := context.Background()

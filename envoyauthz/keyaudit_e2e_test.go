@@ -59,7 +59,7 @@ func TestCheck_KeyRefusedOnUseIsAudited(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			cfg := apikeys.DefaultConfig()
+			cfg := apikeys.Default()
 			var srv *apikeystest.Server
 			if b.redis {
 				srv = apikeystest.StartServer(t)
@@ -156,7 +156,7 @@ func waitCaching(t *testing.T, st *stack, srv *apikeystest.Server) {
 // created in another store.
 func unknownKey(t *testing.T, st *stack) string {
 	t.Helper()
-	other, err := apikeys.New(context.Background(), apikeys.DefaultConfig(), apikeys.Deps{})
+	other, err := apikeys.New(context.Background(), apikeys.Default(), apikeys.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 // x-auth-roles, and an unknown role is dropped, like groups with a comma.
 func TestCheck_StoredKeyRolesAreSanitised(t *testing.T) {
 	srv := apikeystest.StartServer(t)
-	cfg := apikeys.DefaultConfig()
+	cfg := apikeys.Default()
 	cfg.Redis = &apikeys.RedisConfig{Addrs: []string{srv.URL()}, Timeout: 500 * time.Millisecond}
 	st := newStack(t, cfg)
 	ctx := context.Background()

@@ -29,7 +29,7 @@ func TestEngine_HeapBoundedUnderCredentialFlood(t *testing.T) {
 		n = 20_000
 	}
 	url := apikeystest.StartRedis(t)
-	keys := apikeys.DefaultConfig()
+	keys := apikeys.Default()
 	keys.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
 	keys.CacheSize = 1000
 	keys.NegativeCacheTTL = time.Hour // entries leave by the size bound only

@@ -44,7 +44,7 @@ func newDrill(t *testing.T, keys apikeys.Config) *drill {
 	t.Cleanup(cancel)
 	d := &drill{idp: jwkstest.NewServer(t), reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(d.logs, nil))
-	jcfg := jwks.DefaultConfig()
+	jcfg := jwks.Default()
 	jcfg.Providers = []jwks.ProviderConfig{{Name: "idp", Issuer: d.idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: d.idp.JWKSURL()}}
 	jcfg.Providers[0].ApplyDefaults()
 	v, err := jwks.New(ctx, jcfg, jwks.Deps{Logger: logger, Metrics: jwks.NewMetrics(d.reg)})
@@ -195,7 +195,7 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 
 	srv := apikeystest.StartServer(t)
 	const redisTimeout = 100 * time.Millisecond
-	keys := apikeys.DefaultConfig()
+	keys := apikeys.Default()
 	keys.Redis = &apikeys.RedisConfig{Addrs: []string{srv.URL()}, Timeout: redisTimeout}
 	d := newDrill(t, keys)
 	ctx := context.Background()
@@ -409,11 +409,11 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 func TestCheck_RevocationMissedDuringPubSubGapIsEnforced(t *testing.T) {
 	url := apikeystest.StartRedis(t)
 	proxy := apikeystest.NewProxy(t, url)
-	keys := apikeys.DefaultConfig()
+	keys := apikeys.Default()
 	keys.Redis = &apikeys.RedisConfig{Addrs: []string{proxy.URL()}, Timeout: 200 * time.Millisecond}
 	d := newDrill(t, keys) // the replica under test, behind the proxy
 
-	adminCfg := apikeys.DefaultConfig()
+	adminCfg := apikeys.Default()
 	adminCfg.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: 500 * time.Millisecond}
 	admin, err := apikeys.New(context.Background(), adminCfg, apikeys.Deps{})
 	if err != nil {

@@ -33,7 +33,7 @@ func TestCheck_PeerIdentityGolden(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	store, err := apikeys.New(ctx, apikeys.DefaultConfig(), apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(reg)})
+	store, err := apikeys.New(ctx, apikeys.Default(), apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestCheck_PeerIdentityGolden(t *testing.T) {
 	e, err := authz.NewEngine(authz.Config{
 		Routes: policy.routes, DefaultRoute: authz.DefaultRouteDeny,
 		Headers:      authz.Headers{Prefix: "x-auth-", StripCredentials: true},
-		APIKeyPrefix: apikeys.DefaultConfig().Prefix,
+		APIKeyPrefix: apikeys.Default().Prefix,
 		PeerIdentity: authz.PeerIdentityConfig{Enabled: true, Rules: []authz.PeerRule{
 			{Principal: "spiffe://cluster.local/ns/agents/*", Groups: []string{"eng"}},
 		}},

@@ -65,7 +65,7 @@ func newLLMParts(t *testing.T) *llmParts {
 	redis := apikeystest.StartServer(t)
 	idp := jwkstest.NewServer(t)
 	logger := slog.New(slog.DiscardHandler)
-	jcfg := jwks.DefaultConfig()
+	jcfg := jwks.Default()
 	jcfg.Providers = []jwks.ProviderConfig{{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL()}}
 	jcfg.Providers[0].ApplyDefaults()
 	v, err := jwks.New(ctx, jcfg, jwks.Deps{Logger: logger, Metrics: jwks.NewMetrics(prometheus.NewRegistry())})
@@ -73,7 +73,7 @@ func newLLMParts(t *testing.T) *llmParts {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	kcfg := apikeys.DefaultConfig()
+	kcfg := apikeys.Default()
 	kcfg.Redis = &apikeys.RedisConfig{Addrs: []string{redis.URL()}, Timeout: time.Second}
 	store, err := apikeys.New(ctx, kcfg, apikeys.Deps{Logger: logger, Metrics: apikeys.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {

@@ -57,7 +57,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 	}
 	for header, want := range refused {
 		t.Run(header, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}
@@ -74,7 +74,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 	}
 	for _, header := range []string{":authority", ":path", "Connection", "X-Forwarded-For", "x-auth email", "x-auth-é", ""} {
 		t.Run("not a lower-case token "+header, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}
@@ -85,7 +85,7 @@ func TestConfig_ClaimsToHeadersRefusesReservedNames(t *testing.T) {
 	}
 	for _, header := range []string{"x-auth-email", "x-user-email", "x-tenant", "x-forwarded", "x-content-type-options-hint"} {
 		t.Run("accepted "+header, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			p := validProvider()
 			p.ClaimsToHeaders = map[string]string{"email": header}
 			c.Providers = []ProviderConfig{p}

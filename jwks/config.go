@@ -144,8 +144,8 @@ const minHMACSecretBytes = 32
 // maxHMACSecretBytes bounds an HMAC secret file.
 const maxHMACSecretBytes = 4096
 
-// DefaultConfig returns the defaults of the jwt section, with no providers.
-func DefaultConfig() Config {
+// Default returns the defaults of the jwt section, with no providers.
+func Default() Config {
 	return Config{
 		Leeway:        defaultLeeway,
 		MaxTokenBytes: defaultMaxTokenBytes,

@@ -22,17 +22,17 @@ func validProvider() ProviderConfig {
 	return p
 }
 
-func TestDefaultConfig(t *testing.T) {
+func TestDefault(t *testing.T) {
 	want := Config{
 		Leeway:        30 * time.Second,
 		MaxTokenBytes: 8192,
 		Cache:         CacheConfig{MaxEntries: 10000, MaxTTL: 5 * time.Minute},
 	}
-	if diff := cmp.Diff(want, DefaultConfig()); diff != "" {
-		t.Errorf("DefaultConfig mismatch (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, Default()); diff != "" {
+		t.Errorf("Default mismatch (-want +got):\n%s", diff)
 	}
-	if err := DefaultConfig().Validate("jwt"); err != nil {
-		t.Errorf("DefaultConfig().Validate(\"jwt\") = %v", err)
+	if err := Default().Validate("jwt"); err != nil {
+		t.Errorf("Default().Validate(\"jwt\") = %v", err)
 	}
 }
 
@@ -181,7 +181,7 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
+			c := Default()
 			c.Providers = []ProviderConfig{validProvider()}
 			tc.change(&c)
 			err := c.Validate("jwt")
@@ -224,7 +224,7 @@ providers:
     audiences: [a]
     discovery: true
 `
-	c := DefaultConfig()
+	c := Default()
 	dec := yaml.NewDecoder(strings.NewReader(doc))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {

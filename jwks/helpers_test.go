@@ -83,7 +83,7 @@ func urlProvider(name string, s *jwkstest.Server) ProviderConfig {
 }
 
 func configWith(ps ...ProviderConfig) Config {
-	c := DefaultConfig()
+	c := Default()
 	c.Providers = ps
 	return c
 }

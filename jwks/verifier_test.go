@@ -419,10 +419,10 @@ func TestVerifier_ExpiresAtIsTheTokenExp(t *testing.T) {
 
 func TestNew_RequiresDeps(t *testing.T) {
 	env := newEnv()
-	if _, err := New(context.Background(), DefaultConfig(), Deps{Metrics: env.deps.Metrics}); err == nil {
+	if _, err := New(context.Background(), Default(), Deps{Metrics: env.deps.Metrics}); err == nil {
 		t.Error("New without Logger succeeded")
 	}
-	if _, err := New(context.Background(), DefaultConfig(), Deps{Logger: discardLogger}); err == nil {
+	if _, err := New(context.Background(), Default(), Deps{Logger: discardLogger}); err == nil {
 		t.Error("New without Metrics succeeded")
 	}
 }
@@ -439,7 +439,7 @@ func TestValidate_RejectsInvalidConfig(t *testing.T) {
 }
 
 func TestVerifier_WithoutProvidersIsReadyAndRefusesTokens(t *testing.T) {
-	v := startVerifier(t, DefaultConfig())
+	v := startVerifier(t, Default())
 	if !v.Ready() {
 		t.Error("Ready() = false with no providers")
 	}

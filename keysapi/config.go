@@ -48,9 +48,9 @@ type ExchangeConfig struct {
 	MaxTTL time.Duration `yaml:"max_ttl"`
 }
 
-// DefaultConfig returns the defaults: exchange default_ttl 15m and max_ttl
+// Default returns the defaults: exchange default_ttl 15m and max_ttl
 // 1h, max_ttl 24h, max_keys_per_owner 20, mint_rate_limit 10/1m.
-func DefaultConfig() Config {
+func Default() Config {
 	return Config{
 		Exchange:        ExchangeConfig{DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour},
 		MaxTTL:          DefaultMaxTTL,

@@ -71,7 +71,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	idp := jwkstest.NewServer(t)
 	idpB := jwkstest.NewServer(t)
 	quiet := slog.New(slog.DiscardHandler)
-	jcfg := jwks.DefaultConfig()
+	jcfg := jwks.Default()
 	jcfg.Providers = []jwks.ProviderConfig{
 		{Name: "idp", Issuer: idp.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idp.JWKSURL()},
 		{Name: "idp-b", Issuer: idpB.Issuer(), Audiences: []string{"llm-gateway"}, JWKSURL: idpB.JWKSURL()},
@@ -83,7 +83,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	kcfg := apikeys.DefaultConfig()
+	kcfg := apikeys.Default()
 	kcfg.Redis = &apikeys.RedisConfig{Addrs: []string{redis.URL()}, Timeout: time.Second}
 	store, err := apikeys.New(ctx, kcfg, apikeys.Deps{Logger: quiet, Metrics: apikeys.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
@@ -104,7 +104,7 @@ func newEnv(t *testing.T, opts ...func(*keysapi.Config)) *env {
 	srv := authz.NewServer(e, authz.ServerOptions{CheckTimeout: 2 * time.Second}, quiet, authz.NewMetrics(prometheus.NewRegistry()))
 	logs := &logtest.Buffer{}
 	reg := prometheus.NewRegistry()
-	cfg := keysapi.DefaultConfig()
+	cfg := keysapi.Default()
 	cfg.Exchange = testExchange
 	for _, o := range opts {
 		o(&cfg)

@@ -217,7 +217,7 @@ func openTestStore(t *testing.T, c apikeys.Config) *apikeys.Store {
 func redisKeys(t *testing.T) (cfg string, server *apikeys.Store) {
 	t.Helper()
 	url := apikeystest.StartRedis(t)
-	c := apikeys.DefaultConfig()
+	c := apikeys.Default()
 	c.Redis = &apikeys.RedisConfig{Addrs: []string{url}, Timeout: time.Second}
 	return keysConfig(t, "  redis:\n    addrs: ["+url+"]\n    timeout: 1s\n"), openTestStore(t, c)
 }
@@ -232,7 +232,7 @@ func TestRunKeys_Redis(t *testing.T) {
 
 func TestRunKeys_EmbeddedFile(t *testing.T) {
 	cfg := keysConfig(t, "  file: keys.json\n") // relative to the config file
-	c := apikeys.DefaultConfig()
+	c := apikeys.Default()
 	c.File = filepath.Join(filepath.Dir(cfg), "keys.json")
 	server := openTestStore(t, c) // a `make run` server sharing the file
 	testKeysCommands(t, cfg, func(key string) error {
@@ -278,13 +278,13 @@ func TestRunKeys_RateLimit(t *testing.T) {
 	}{
 		{"redis", func(t *testing.T) (string, *apikeys.Store, *redis.Client) {
 			srv := apikeystest.StartServer(t)
-			c := apikeys.DefaultConfig()
+			c := apikeys.Default()
 			c.Redis = &apikeys.RedisConfig{Addrs: []string{srv.URL()}, Timeout: time.Second}
 			return keysConfig(t, "  redis:\n    addrs: ["+srv.URL()+"]\n    timeout: 1s\n"), openTestStore(t, c), srv.Client(t)
 		}},
 		{"embedded file", func(t *testing.T) (string, *apikeys.Store, *redis.Client) {
 			cfg := keysConfig(t, "  file: keys.json\n")
-			c := apikeys.DefaultConfig()
+			c := apikeys.Default()
 			c.File = filepath.Join(filepath.Dir(cfg), "keys.json")
 			return cfg, openTestStore(t, c), nil
 		}},

@@ -35,13 +35,13 @@ func Provider(name string, idp *jwkstest.Server) jwks.ProviderConfig {
 	return p
 }
 
-// NewVerifier returns the Verifier of jwks.DefaultConfig with providers,
+// NewVerifier returns the Verifier of jwks.Default with providers,
 // closed in t.Cleanup, once it verifies a token signed by each of idps (a
 // provider whose IdP is not among them, such as one that is down, is not
 // waited for). It fails the test if a key does not load within 10s.
 func NewVerifier(t testing.TB, deps jwks.Deps, providers []jwks.ProviderConfig, idps ...*jwkstest.Server) *jwks.Verifier {
 	t.Helper()
-	cfg := jwks.DefaultConfig()
+	cfg := jwks.Default()
 	cfg.Providers = providers
 	v, err := jwks.New(context.Background(), cfg, deps)
 	if err != nil {
@@ -82,11 +82,11 @@ func waitKeys(t testing.TB, v *jwks.Verifier, idp *jwkstest.Server, aud string) 
 	}
 }
 
-// RedisConfig returns apikeys.DefaultConfig on a fresh redis-server
+// RedisConfig returns apikeys.Default on a fresh redis-server
 // (apikeystest.StartRedis) with a 1s timeout.
 func RedisConfig(t testing.TB) apikeys.Config {
 	t.Helper()
-	cfg := apikeys.DefaultConfig()
+	cfg := apikeys.Default()
 	cfg.Redis = &apikeys.RedisConfig{Addrs: []string{apikeystest.StartRedis(t)}, Timeout: time.Second}
 	return cfg
 }
