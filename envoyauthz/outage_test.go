@@ -40,6 +40,12 @@ type drill struct {
 
 func newDrill(t *testing.T, keys apikeys.Config) *drill {
 	t.Helper()
+	return newDrillCheckTimeout(t, keys, time.Second)
+}
+
+// newDrillCheckTimeout is newDrill with the server's check_timeout.
+func newDrillCheckTimeout(t *testing.T, keys apikeys.Config, checkTimeout time.Duration) *drill {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := &drill{idp: jwkstest.NewServer(t), reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
@@ -72,7 +78,7 @@ func newDrill(t *testing.T, keys apikeys.Config) *drill {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.server = authz.NewServer(e, authz.ServerOptions{CheckTimeout: time.Second, AllowSampleRate: 1}, logger, authz.NewMetrics(d.reg))
+	d.server = authz.NewServer(e, authz.ServerOptions{CheckTimeout: checkTimeout, AllowSampleRate: 1}, logger, authz.NewMetrics(d.reg))
 
 	d.client = serveBufconn(t, d.server)
 	return d
@@ -105,14 +111,22 @@ func (d *drill) counter(t *testing.T, name string, labels map[string]string) flo
 
 // status runs one Check and returns the HTTP status Envoy would send.
 func (d *drill) status(ctx context.Context, headers map[string]string, method, path string) (int, error) {
+	st, _, err := d.check(ctx, headers, method, path)
+	return st, err
+}
+
+// check runs one Check and returns the HTTP status Envoy would send and the
+// decision's reason (from the response's dynamic metadata).
+func (d *drill) check(ctx context.Context, headers map[string]string, method, path string) (int, string, error) {
 	resp, err := d.client.Check(ctx, checkRequest(method, path, headers))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
+	reason := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue()
 	if dr := resp.GetDeniedResponse(); dr != nil {
-		return int(dr.GetStatus().GetCode()), nil
+		return int(dr.GetStatus().GetCode()), reason, nil
 	}
-	return 200, nil
+	return 200, reason, nil
 }
 
 // waitCached checks key until an answer comes from the store's cache, so
@@ -183,8 +197,8 @@ var kindNames = [numKinds]string{"cached key", "uncached key", "unknown key", "g
 // keys, garbage, and JWTs. Redis first hangs (SIGSTOP), then dies (SIGKILL),
 // then comes back with its data. Never is an unknown key, garbage, or the
 // uncached key during the outage allowed; no Check fails at the RPC level;
-// every check during the outage ends within the Redis timeout (far below
-// check_timeout); everything recovers once Redis is back; and no goroutine
+// every check during the outage ends on the Redis timeout (reason
+// redis_timeout or redis_unavailable, never check_timeout); everything recovers once Redis is back; and no goroutine
 // is left behind.
 func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 	if testing.Short() {
@@ -197,7 +211,12 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 	const redisTimeout = 100 * time.Millisecond
 	keys := apikeys.Default()
 	keys.Redis = &apikeys.RedisConfig{Addrs: []string{srv.URL()}, Timeout: redisTimeout}
-	d := newDrill(t, keys)
+	// A check_timeout far above the Redis timeout: a check that the Redis
+	// timeout failed to bound ends on check_timeout, which is asserted
+	// never to happen (its reason, not the wall clock, carries the
+	// assertion: a busy machine is slow).
+	const checkTimeout = 5 * time.Second
+	d := newDrillCheckTimeout(t, keys, checkTimeout)
 	ctx := context.Background()
 
 	cached, _, err := d.store.Create(ctx, apikeys.CreateOptions{Owner: "carol", Groups: []string{"eng"}})
@@ -235,7 +254,7 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 	var violations []string
 	// record counts a check by the phase it started in: its latency always,
 	// its status only when it also ended in that phase.
-	record := func(ph, end, kind, st int, took time.Duration) {
+	record := func(ph, end, kind, st int, reason string, took time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()
 		k := [2]int{ph, kind}
@@ -245,12 +264,20 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 			tallies[k] = ta
 		}
 		ta.maxTook = max(ta.maxTook, took)
+		// Whatever the phase it ended in, no check may outlive the Redis
+		// timeout until check_timeout cuts it.
+		if reason == string(authz.ReasonCheckTimeout) && len(violations) < 20 {
+			violations = append(violations, fmt.Sprintf("%s started in phase %s ended on check_timeout: the Redis timeout did not bound it", kindNames[kind], phaseNames[ph]))
+		}
 		if end != ph {
 			return
 		}
 		ta.status[st]++
+		outage := ph == phaseHung || ph == phaseKilled
 		bad := ""
 		switch {
+		case outage && st == 503 && reason != string(authz.ReasonRedisTimeout) && reason != string(authz.ReasonRedisUnavailable):
+			bad = fmt.Sprintf("503 with reason %q, want redis_timeout or redis_unavailable", reason)
 		case st == 200 && (kind == kindUnknownKey || kind == kindGarbage):
 			bad = "allowed"
 		case st == 200 && kind == kindUncachedKey && (ph == phaseHung || ph == phaseKilled):
@@ -263,7 +290,7 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 			bad = "cached key refused during the outage"
 		}
 		if bad != "" && len(violations) < 20 {
-			violations = append(violations, fmt.Sprintf("%s in phase %s: status %d: %s", kindNames[kind], phaseNames[ph], st, bad))
+			violations = append(violations, fmt.Sprintf("%s in phase %s: status %d (reason %q): %s", kindNames[kind], phaseNames[ph], st, reason, bad))
 		}
 	}
 
@@ -300,13 +327,13 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 					h["authorization"] = "Bearer " + jwtTok
 				}
 				start := time.Now()
-				st, err := d.status(ctx, h, "GET", "/v1/models")
+				st, reason, err := d.check(ctx, h, "GET", "/v1/models")
 				took := time.Since(start)
 				if err != nil {
 					rpcErrs.Add(1)
 					continue
 				}
-				record(ph, int(phase.Load()), kind, st, took)
+				record(ph, int(phase.Load()), kind, st, reason, took)
 				time.Sleep(2 * time.Millisecond)
 			}
 		}()
@@ -365,10 +392,11 @@ func TestCheck_RedisOutageUnderConcurrentLoad(t *testing.T) {
 				continue
 			}
 			t.Logf("%-9s %-12s %v max %v", phaseNames[ph], kindNames[kind], ta.status, ta.maxTook.Round(time.Millisecond))
-			// A hung Redis costs at most its timeout; the check_timeout
-			// (1s) is far above, so this bound is the Redis timeout's.
-			if (ph == phaseHung || ph == phaseKilled) && ta.maxTook > redisTimeout+350*time.Millisecond {
-				t.Errorf("%s checks took up to %v while Redis was %s, want within the Redis timeout %v", kindNames[kind], ta.maxTook, phaseNames[ph], redisTimeout)
+			// A hung Redis costs at most its timeout: that no check ended
+			// on check_timeout is asserted by record; this wall-clock bound
+			// is loose (a busy machine is slow) but well under checkTimeout.
+			if (ph == phaseHung || ph == phaseKilled) && ta.maxTook > 2*time.Second {
+				t.Errorf("%s checks took up to %v while Redis was %s, want about the Redis timeout %v (check_timeout %v)", kindNames[kind], ta.maxTook, phaseNames[ph], redisTimeout, checkTimeout)
 			}
 			if len(ta.status) == 0 {
 				t.Errorf("no %s check completed in phase %s", kindNames[kind], phaseNames[ph])
