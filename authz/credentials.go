@@ -323,10 +323,10 @@ func (e *Engine) authenticatePeer(r *Request) (*Identity, []Header) {
 			return nil, nil
 		}
 		var ok bool
-		if p, ok = e.certPrincipals.get(r.PeerCertificate); !ok {
+		if p, ok = e.certPrincipals.Get(r.PeerCertificate); !ok {
 			p, _ = certificatePrincipal(r.PeerCertificate)
 			if len(r.PeerCertificate) <= maxCachedCertificateBytes {
-				e.certPrincipals.put(r.PeerCertificate, p)
+				e.certPrincipals.Put(r.PeerCertificate, p)
 			}
 		}
 	}

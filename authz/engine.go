@@ -11,6 +11,7 @@ import (
 	"github.com/extauthz/extauthz/jwks"
 	"github.com/extauthz/extauthz/ratelimit"
 	"github.com/extauthz/extauthz/rolemap"
+	"github.com/extauthz/extauthz/slotcache"
 )
 
 // tokenVerifier verifies a compact JWT; *jwks.Verifier implements it.
@@ -170,8 +171,8 @@ type Engine struct {
 	// no rule matches) and certPrincipals the principal read from a
 	// certificate ("" when it has none).
 	peerRules      []peerRule
-	peerIDs        *slotCache[string, derivedIdentity]
-	certPrincipals *slotCache[string, string]
+	peerIDs        *slotcache.Cache[string, derivedIdentity]
+	certPrincipals *slotcache.Cache[string, string]
 	// policy and limiter are nil without rate limits.
 	policy     *ratelimit.Policy
 	limiter    rateLimiter
@@ -232,8 +233,8 @@ func NewEngine(cfg Config, deps Deps) (*Engine, error) {
 	}
 	if cfg.PeerIdentity.Enabled {
 		e.peerRules = compilePeerRules(cfg.PeerIdentity)
-		e.peerIDs = newSlotCache[string, derivedIdentity](peerCacheSlots)
-		e.certPrincipals = newSlotCache[string, string](certCacheSlots)
+		e.peerIDs = slotcache.New[string, derivedIdentity](peerCacheSlots)
+		e.certPrincipals = slotcache.New[string, string](certCacheSlots)
 	}
 	for _, r := range cfg.Routes {
 		c := compileRoute(r)

@@ -14,6 +14,7 @@ import (
 	grpcproto "google.golang.org/grpc/encoding/proto"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/slotcache"
 )
 
 // Server is the Envoy ext_authz v3 Authorization service in front of an
@@ -23,7 +24,7 @@ type Server struct {
 	s *authz.Server
 	// ok caches the allowed responses of the common case, shared by every
 	// check with the same identity, route and removal list.
-	ok *slotCache[okKey, *okEntry]
+	ok *slotcache.Cache[okKey, *okEntry]
 	// wire finds the entry of a cached response the codec is asked to
 	// encode (*authv3.CheckResponse → *okEntry): exactly the entries in ok.
 	// denied holds the encoded prebuilt denials.
@@ -42,7 +43,7 @@ func New(s *authz.Server) *Server {
 	ds := s.Denials()
 	g := &Server{
 		s:        s,
-		ok:       newSlotCache[okKey, *okEntry](okCacheSlots),
+		ok:       slotcache.New[okKey, *okEntry](okCacheSlots),
 		denied:   make(map[*authv3.CheckResponse][]byte, len(ds)),
 		prebuilt: make(map[*authz.DenialResponse]*authv3.CheckResponse, len(ds)),
 		std:      encoding.GetCodecV2(grpcproto.Name),
@@ -154,7 +155,7 @@ func (g *Server) okResponse(d *authz.Decision) *authv3.CheckResponse {
 	cacheable := k.removal != authz.RemovalOther && (d.Identity != nil || len(d.Set) == 0) &&
 		len(d.ResponseHeaders) == 0 && d.Model == "" && len(d.Tools) == 0
 	if cacheable {
-		if e, ok := g.ok.get(k); ok {
+		if e, ok := g.ok.Get(k); ok {
 			if !e.reused.Load() {
 				e.reused.Store(true)
 			}
@@ -176,7 +177,7 @@ func (g *Server) okResponse(d *authz.Decision) *authv3.CheckResponse {
 		// whoever replaces it always finds it to remove.
 		e := &okEntry{resp: &m.resp}
 		g.wire.Store(e.resp, e)
-		if old, ok := g.ok.swap(k, e); ok {
+		if old, ok := g.ok.Swap(k, e); ok {
 			g.wire.Delete(old.resp)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/authz/authztest"
+	"github.com/extauthz/extauthz/slotcache"
 )
 
 // TestGRPC_SharedResponses: allowed responses are shared per identity and
@@ -87,7 +88,7 @@ func TestGRPC_SharedResponses(t *testing.T) {
 func TestGRPC_CodecForgetsReplacedResponses(t *testing.T) {
 	s := authz.NewServer(authztest.NewEngine(t, nil), authz.ServerOptions{}, authztest.DiscardLogger(), authz.NewMetrics(prometheus.NewRegistry()))
 	g := New(s)
-	g.ok = newSlotCache[okKey, *okEntry](1)
+	g.ok = slotcache.New[okKey, *okEntry](1)
 	ctx := context.Background()
 	check := func(tok string) *authv3.CheckResponse {
 		resp, err := g.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
