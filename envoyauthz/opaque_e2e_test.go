@@ -29,30 +29,12 @@ import (
 func TestCheck_OpaqueTokenGolden(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var requests atomic.Int64
 	exp := time.Now().Add(time.Hour).Unix()
-	answers := map[string]string{
+	idp := startIdP(t, map[string]string{
 		"opaque-active-alice": fmt.Sprintf(`{"active":true,"sub":"alice","groups":["eng"],"client_id":"web","exp":%d}`, exp),
 		"opaque-revoked":      `{"active":false}`,
-	}
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		if id, secret, ok := r.BasicAuth(); !ok || id != "extauthz" || secret != "s3cret" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		body, ok := answers[r.PostFormValue("token")]
-		if !ok {
-			body = `{"active":false}`
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, body)
-	}))
-	defer idp.Close()
-	secretFile := filepath.Join(t.TempDir(), "client-secret")
-	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
+	requests, secretFile := &idp.requests, idp.secretFile
 
 	reg := prometheus.NewRegistry()
 	logs := &logtest.Buffer{}
@@ -138,4 +120,36 @@ func TestCheck_OpaqueTokenGolden(t *testing.T) {
 			t.Errorf("the log holds the secret %q", secret)
 		}
 	}
+}
+
+// introspectionIdP is a real RFC 7662 endpoint (httptest) that answers the
+// tokens it was given (anything else is inactive) to the client extauthz
+// with secret s3cret, and counts the requests it receives.
+type introspectionIdP struct {
+	*httptest.Server
+	requests   atomic.Int64
+	secretFile string // holds the client secret, for client_secret_file
+}
+
+func startIdP(t *testing.T, answers map[string]string) *introspectionIdP {
+	t.Helper()
+	idp := &introspectionIdP{secretFile: filepath.Join(t.TempDir(), "client-secret")}
+	if err := os.WriteFile(idp.secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		idp.requests.Add(1)
+		if id, secret, ok := r.BasicAuth(); !ok || id != "extauthz" || secret != "s3cret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		body, ok := answers[r.PostFormValue("token")]
+		if !ok {
+			body = `{"active":false}`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(idp.Close)
+	return idp
 }

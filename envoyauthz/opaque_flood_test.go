@@ -4,13 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,31 +29,13 @@ func TestCheck_OpaqueFloodIsBounded(t *testing.T) {
 	const rate, burst = 10, 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var requests atomic.Int64
-	answers := map[string]string{
+	idp := startIdP(t, map[string]string{
 		"opaque-alice":         `{"active":true,"sub":"alice","groups":["eng"],"token_type":"Bearer"}`,
 		"opaque-refresh":       `{"active":true,"sub":"alice","groups":["eng"],"token_type":"refresh_token"}`,
 		"opaque-hydra-refresh": `{"active":true,"sub":"alice","groups":["eng"],"token_type":"Bearer","token_use":"refresh_token"}`,
 		"opaque-padded-sub":    `{"active":true,"sub":"alice ","groups":["eng"]}`,
-	}
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		if id, secret, ok := r.BasicAuth(); !ok || id != "extauthz" || secret != "s3cret" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		body, ok := answers[r.PostFormValue("token")]
-		if !ok {
-			body = `{"active":false}`
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, body)
-	}))
-	defer idp.Close()
-	secretFile := filepath.Join(t.TempDir(), "client-secret")
-	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
+	requests, secretFile := &idp.requests, idp.secretFile
 	reg := prometheus.NewRegistry()
 	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
